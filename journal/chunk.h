@@ -1,0 +1,20 @@
+// Content-addressed chunks (invariant 5): a chunk's id is the xxh3-128 of its
+// uncompressed bytes; its stored body is zstd-compressed (or raw when that
+// does not shrink it). Pure functions; the store keeps the bodies.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "journal/format.h"
+#include "journal/status.h"
+
+namespace aspfs {
+
+ChunkId HashChunk(std::string_view data);
+// Stored body: 1 format byte (0 raw, 1 zstd), 4-byte little-endian length, payload.
+std::string EncodeChunk(std::string_view data);
+// Decodes a stored body and checks it against its id: a mismatch is kCorrupt.
+Result<std::string> DecodeChunk(const ChunkId& id, std::string_view body);
+
+}  // namespace aspfs

@@ -1,0 +1,186 @@
+// The node store's key and record layout (docs/store-format.md). One header
+// for every on-disk format: key builders, record encodings and their
+// Validate()/Decode() checks. Integers in keys are big-endian so that
+// RocksDB's byte order is numeric order; integers in values little-endian.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "journal/status.h"
+
+namespace aspfs {
+
+// Small value types for concepts that cross APIs.
+struct VolumeId {
+  uint64_t value = 0;
+  auto operator<=>(const VolumeId&) const = default;
+};
+struct InodeId {
+  uint64_t value = 0;
+  auto operator<=>(const InodeId&) const = default;
+};
+
+// The position of a volume: txid is dense per volume; epoch grows with each
+// change of primary; checksum is the state checksum after txid.
+struct Position {
+  uint64_t epoch = 0;
+  uint64_t txid = 0;
+  uint64_t checksum = 0;
+  bool operator==(const Position&) const = default;
+  std::string ToString() const;  // "e<epoch>:t<txid>:<checksum hex>"
+};
+
+inline constexpr InodeId kRootInode{1};
+inline constexpr uint64_t kBlockSize = 64 * 1024;    // extent granularity
+inline constexpr uint64_t kInlineMax = 4096;         // small-file data in the inode
+inline constexpr size_t kNameMax = 255;
+inline constexpr size_t kXattrNameMax = 255;
+inline constexpr size_t kXattrValueMax = 64 * 1024;
+inline constexpr uint32_t kLinkMax = 65000;
+inline constexpr uint64_t kMaxFileSize = 1ull << 44;  // 16 TiB, as ext4
+
+// Key tags. Within a volume (prefix: 8-byte volume id), every key but
+// kTagPosition is volume state and enters the state checksum.
+inline constexpr char kTagInode = 'I';      // ino -> InodeRecord
+inline constexpr char kTagDirent = 'D';     // parent, name -> DirentRecord
+inline constexpr char kTagCookie = 'C';     // parent, cookie -> name
+inline constexpr char kTagExtent = 'E';     // ino, block -> ExtentRecord
+inline constexpr char kTagXattr = 'X';      // ino, name -> value
+inline constexpr char kTagOrphan = 'O';     // ino -> "" (nlink 0, not purged)
+inline constexpr char kTagUsage = 'U';      // -> UsageRecord
+inline constexpr char kTagQuota = 'Q';      // -> QuotaRecord
+inline constexpr char kTagPosition = 'P';   // -> Position (not state)
+
+// Node-level keys live under volume id 0.
+inline constexpr VolumeId kNodeVolume{0};
+inline constexpr char kTagVolumeName = 'N';  // name -> volume id
+inline constexpr char kTagVolumeMeta = 'V';  // id -> VolumeMeta
+inline constexpr char kTagNextVolume = 'S';  // -> next volume id
+
+namespace key {
+std::string VolumePrefix(VolumeId vol);
+std::string VolumeEnd(VolumeId vol);  // first key after the volume
+std::string Inode(VolumeId vol, InodeId ino);
+std::string Dirent(VolumeId vol, InodeId parent, std::string_view name);
+std::string DirentPrefix(VolumeId vol, InodeId parent);
+std::string Cookie(VolumeId vol, InodeId parent, uint64_t cookie);
+std::string CookiePrefix(VolumeId vol, InodeId parent);
+std::string Extent(VolumeId vol, InodeId ino, uint64_t block);
+std::string ExtentPrefix(VolumeId vol, InodeId ino);
+std::string Xattr(VolumeId vol, InodeId ino, std::string_view name);
+std::string XattrPrefix(VolumeId vol, InodeId ino);
+std::string Orphan(VolumeId vol, InodeId ino);
+std::string OrphanPrefix(VolumeId vol);
+std::string Usage(VolumeId vol);
+std::string Quota(VolumeId vol);
+std::string PositionKey(VolumeId vol);
+std::string VolumeName(std::string_view name);
+std::string VolumeMetaKey(VolumeId vol);
+std::string NextVolume();
+std::string Journal(VolumeId vol, uint64_t txid);  // journal column family
+
+// Prefix end for range scans: the smallest key greater than every key with
+// the prefix.
+std::string PrefixEnd(std::string prefix);
+// True for keys that are part of a volume's checksummed state.
+bool IsStateKey(std::string_view key);
+uint64_t DecodeBigEndian(std::string_view bytes);
+}  // namespace key
+
+// File type bits as in st_mode (S_IFMT), kept here so the core does not need
+// <sys/stat.h> semantics spread around.
+inline constexpr uint32_t kTypeMask = 0170000;
+inline constexpr uint32_t kTypeDir = 0040000;
+inline constexpr uint32_t kTypeRegular = 0100000;
+inline constexpr uint32_t kTypeSymlink = 0120000;
+inline constexpr uint32_t kTypeFifo = 0010000;
+inline constexpr uint32_t kTypeChar = 0020000;
+inline constexpr uint32_t kTypeBlock = 0060000;
+inline constexpr uint32_t kTypeSocket = 0140000;
+inline bool IsDir(uint32_t mode) { return (mode & kTypeMask) == kTypeDir; }
+inline bool IsRegular(uint32_t mode) { return (mode & kTypeMask) == kTypeRegular; }
+inline bool IsSymlink(uint32_t mode) { return (mode & kTypeMask) == kTypeSymlink; }
+
+struct InodeRecord {
+  uint32_t mode = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t nlink = 0;
+  uint64_t rdev = 0;
+  uint64_t size = 0;
+  int64_t atime_ns = 0;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+  uint64_t alloc_bytes = 0;   // bytes charged to quota (st_blocks * 512)
+  uint64_t parent = 0;        // directories: the containing directory
+  uint64_t entries = 0;       // directories: number of entries
+  uint64_t next_cookie = 0;   // directories: next readdir cookie
+  std::string inline_data;    // small files and symlink targets
+
+  std::string Encode() const;
+  static Result<InodeRecord> Decode(std::string_view bytes);
+};
+
+struct DirentRecord {
+  uint64_t ino = 0;
+  uint32_t type = 0;  // S_IFMT bits of the target
+  uint64_t cookie = 0;
+  std::string Encode() const;
+  static Result<DirentRecord> Decode(std::string_view bytes);
+};
+
+// A chunk id: xxh3-128 of the chunk's uncompressed bytes.
+struct ChunkId {
+  uint64_t hi = 0;
+  uint64_t lo = 0;
+  bool operator==(const ChunkId&) const = default;
+  bool IsZero() const { return hi == 0 && lo == 0; }
+  std::string Bytes() const;  // 16 bytes, big-endian hi then lo
+  static ChunkId FromBytes(std::string_view bytes);
+  std::string ToHex() const;
+};
+
+struct ExtentRecord {
+  ChunkId chunk;
+  uint32_t length = 0;  // valid bytes from the chunk; the rest of the block reads as zeros
+  std::string Encode() const;
+  static Result<ExtentRecord> Decode(std::string_view bytes);
+};
+
+struct UsageRecord {
+  uint64_t bytes = 0;
+  uint64_t inodes = 0;
+  uint64_t next_ino = 2;
+  std::string Encode() const;
+  static Result<UsageRecord> Decode(std::string_view bytes);
+};
+
+// 0 means unlimited.
+struct QuotaRecord {
+  uint64_t bytes = 0;
+  uint64_t inodes = 0;
+  std::string Encode() const;
+  static Result<QuotaRecord> Decode(std::string_view bytes);
+};
+
+struct VolumeMeta {
+  std::string name;
+  int64_t created_ns = 0;
+  std::string Encode() const;
+  static Result<VolumeMeta> Decode(std::string_view bytes);
+};
+
+std::string EncodePosition(const Position& pos);
+Result<Position> DecodePosition(std::string_view bytes);
+
+// Charged size of an extent or inline data: whole 4 KiB blocks, as ext4.
+inline uint64_t ChargedBytes(uint64_t length) { return (length + 4095) / 4096 * 4096; }
+
+// Checks a file or xattr name: non-empty, no '/', no NUL, not "." or "..",
+// at most kNameMax bytes.
+Status ValidateName(std::string_view name);
+
+}  // namespace aspfs

@@ -1,0 +1,88 @@
+#include "journal/state.h"
+
+#include <xxhash.h>
+
+#include <vector>
+
+#include "journal/format.h"
+
+namespace aspfs {
+
+uint64_t EntryHash(std::string_view key, std::string_view value) {
+  return XXH3_64bits_withSeed(value.data(), value.size(), XXH3_64bits(key.data(), key.size()));
+}
+
+Result<std::optional<std::string>> MemState::Get(std::string_view key) const {
+  auto it = kv_.find(key);
+  if (it == kv_.end()) return std::optional<std::string>();
+  return std::optional<std::string>(it->second);
+}
+
+Status MemState::Scan(std::string_view lo, std::string_view hi, const ScanFn& fn) const {
+  for (auto it = kv_.lower_bound(lo); it != kv_.end() && it->first < hi; ++it) {
+    if (!fn(it->first, it->second)) break;
+  }
+  return Status::Ok();
+}
+
+Result<std::optional<std::string>> StateDelta::Get(std::string_view key) const {
+  auto it = changes_.find(key);
+  if (it != changes_.end()) return it->second;
+  return base_->Get(key);
+}
+
+Status StateDelta::Scan(std::string_view lo, std::string_view hi, const ScanFn& fn) const {
+  // Merge the base's keys with the overlay's; the overlay wins.
+  std::vector<std::pair<std::string, std::string>> base_entries;
+  ASPFS_RETURN_IF_ERROR(base_->Scan(lo, hi, [&](std::string_view k, std::string_view v) {
+    base_entries.emplace_back(std::string(k), std::string(v));
+    return true;
+  }));
+  auto over = changes_.lower_bound(lo);
+  auto over_end = changes_.lower_bound(hi);
+  size_t i = 0;
+  while (i < base_entries.size() || over != over_end) {
+    bool take_over = over != over_end && (i == base_entries.size() || over->first <= base_entries[i].first);
+    if (take_over) {
+      if (i < base_entries.size() && over->first == base_entries[i].first) ++i;
+      if (over->second && !fn(over->first, *over->second)) return Status::Ok();
+      ++over;
+    } else {
+      if (!fn(base_entries[i].first, base_entries[i].second)) return Status::Ok();
+      ++i;
+    }
+  }
+  return Status::Ok();
+}
+
+Status StateDelta::Put(const std::string& key, std::string value) {
+  if (!key::IsStateKey(key)) return Error(Code::kInvalid, "write outside volume state");
+  auto old = Get(key);
+  if (!old.ok()) return old.status();
+  if (*old) checksum_ ^= EntryHash(key, **old);
+  checksum_ ^= EntryHash(key, value);
+  changes_[key] = std::move(value);
+  return Status::Ok();
+}
+
+Status StateDelta::Delete(const std::string& key) {
+  if (!key::IsStateKey(key)) return Error(Code::kInvalid, "write outside volume state");
+  auto old = Get(key);
+  if (!old.ok()) return old.status();
+  if (!*old) return Status::Ok();
+  checksum_ ^= EntryHash(key, **old);
+  changes_[key] = std::nullopt;
+  return Status::Ok();
+}
+
+void StateDelta::ApplyTo(MemState* state) const {
+  for (const auto& [k, v] : changes_) {
+    if (v) {
+      state->Put(k, *v);
+    } else {
+      state->Delete(k);
+    }
+  }
+}
+
+}  // namespace aspfs

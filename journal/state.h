@@ -1,0 +1,66 @@
+// Views of a volume's state for apply(): a reader interface, an in-memory
+// state (tests, journal replay) and StateDelta, the overlay apply() writes
+// into. StateDelta maintains the state checksum (invariant 2): the XOR of
+// EntryHash(key, value) over every state key.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "journal/status.h"
+
+namespace aspfs {
+
+uint64_t EntryHash(std::string_view key, std::string_view value);
+
+class StateReader {
+ public:
+  virtual ~StateReader() = default;
+  virtual Result<std::optional<std::string>> Get(std::string_view key) const = 0;
+  // Calls fn(key, value) for keys in [lo, hi) in key order until it returns false.
+  using ScanFn = std::function<bool(std::string_view key, std::string_view value)>;
+  virtual Status Scan(std::string_view lo, std::string_view hi, const ScanFn& fn) const = 0;
+};
+
+// A whole state in memory. Not thread-safe.
+class MemState final : public StateReader {
+ public:
+  Result<std::optional<std::string>> Get(std::string_view key) const override;
+  Status Scan(std::string_view lo, std::string_view hi, const ScanFn& fn) const override;
+  void Put(std::string key, std::string value) { kv_[std::move(key)] = std::move(value); }
+  void Delete(const std::string& key) { kv_.erase(key); }
+  const std::map<std::string, std::string, std::less<>>& entries() const { return kv_; }
+
+ private:
+  std::map<std::string, std::string, std::less<>> kv_;
+};
+
+// Puts and deletes over a base state, read-through. Not thread-safe; the base
+// must not change while the delta lives.
+class StateDelta final : public StateReader {
+ public:
+  StateDelta(const StateReader* base, uint64_t checksum) : base_(base), checksum_(checksum) {}
+
+  Result<std::optional<std::string>> Get(std::string_view key) const override;
+  Status Scan(std::string_view lo, std::string_view hi, const ScanFn& fn) const override;
+
+  // Only state keys (key::IsStateKey) may be written through a delta.
+  Status Put(const std::string& key, std::string value);
+  Status Delete(const std::string& key);
+
+  uint64_t checksum() const { return checksum_; }
+  // nullopt: delete.
+  const std::map<std::string, std::optional<std::string>, std::less<>>& changes() const { return changes_; }
+  void ApplyTo(MemState* state) const;
+
+ private:
+  const StateReader* base_;
+  uint64_t checksum_;
+  std::map<std::string, std::optional<std::string>, std::less<>> changes_;
+};
+
+}  // namespace aspfs

@@ -1,0 +1,412 @@
+#include "journal/store.h"
+
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/utilities/options_util.h>
+#include <rocksdb/write_batch.h>
+
+#include <chrono>
+
+#include "journal/apply.h"
+#include "journal/chunk.h"
+#include "journal/codec.h"
+
+namespace aspfs {
+namespace {
+
+Status FromRocks(const rocksdb::Status& s, const std::string& what) {
+  if (s.ok()) return Status::Ok();
+  if (s.IsNoSpace()) return Error(Code::kNoSpace, what + ": " + s.ToString());
+  if (s.IsCorruption()) return Error(Code::kCorrupt, what + ": " + s.ToString());
+  return Error(Code::kIo, what + ": " + s.ToString());
+}
+
+rocksdb::Slice AsSlice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
+
+}  // namespace
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Result<std::optional<std::string>> StoreStateReader::Get(std::string_view key) const { return store_->Get(key); }
+
+Status StoreStateReader::Scan(std::string_view lo, std::string_view hi, const ScanFn& fn) const {
+  return store_->Scan(lo, hi, fn);
+}
+
+Position Volume::position() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return pos_;
+}
+
+Result<Position> Volume::Commit(Txn* txn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!sticky_.ok()) return sticky_;
+  StateDelta delta(&store_->state(), pos_.checksum);
+  txn->epoch = pos_.epoch;
+  txn->txid = pos_.txid + 1;
+  Status applied = Apply(id_, *txn, &delta);
+  if (!applied.ok()) return applied;
+  txn->checksum = delta.checksum();
+
+  rocksdb::WriteBatch batch;
+  for (const auto& [k, v] : delta.changes()) {
+    if (v) {
+      batch.Put(store_->meta_, k, *v);
+    } else {
+      batch.Delete(store_->meta_, k);
+    }
+  }
+  Position next{pos_.epoch, txn->txid, txn->checksum};
+  batch.Put(store_->journal_, key::Journal(id_, txn->txid), EncodeTxn(*txn));
+  batch.Put(store_->meta_, key::PositionKey(id_), EncodePosition(next));
+  rocksdb::Status s = store_->db_->Write(rocksdb::WriteOptions(), &batch);
+  if (!s.ok()) {
+    // The store's state is now uncertain for this volume: refuse further writes.
+    sticky_ = FromRocks(s, "journal: commit txn " + std::to_string(txn->txid) + " of " + name_);
+    return sticky_;
+  }
+  for (const Op& op : txn->ops) {
+    if (const auto* m = std::get_if<op::Mknod>(&op)) {
+      uint64_t want = m->ino + 1, cur = next_ino_.load();
+      while (cur < want && !next_ino_.compare_exchange_weak(cur, want)) {
+      }
+    }
+  }
+  store_->commits_.fetch_add(1);
+  pos_ = next;
+  return pos_;
+}
+
+Store::~Store() {
+  if (db_) {
+    for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    db_->Close().PermitUncheckedError();
+  }
+}
+
+Result<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
+  std::unique_ptr<Store> store(new Store());
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.create_missing_column_families = true;
+  options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  options.max_background_jobs = 2;
+  options.max_open_files = 512;
+  options.IncreaseParallelism(2);
+
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(64 << 20);
+  table.cache_index_and_filter_blocks = true;
+
+  rocksdb::ColumnFamilyOptions meta_options;
+  meta_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  meta_options.write_buffer_size = 32 << 20;
+  meta_options.compression = rocksdb::kNoCompression;
+  rocksdb::ColumnFamilyOptions journal_options = meta_options;
+  rocksdb::ColumnFamilyOptions chunk_options = meta_options;
+  chunk_options.enable_blob_files = true;
+  chunk_options.min_blob_size = 1024;
+  chunk_options.write_buffer_size = 64 << 20;
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+      {rocksdb::kDefaultColumnFamilyName, meta_options},
+      {"meta", meta_options},
+      {"journal", journal_options},
+      {"chunks", chunk_options},
+  };
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(options, dir, families, &store->handles_, &db);
+  if (!s.ok()) return FromRocks(s, "store: open " + dir);
+  store->db_.reset(db);
+  store->meta_ = store->handles_[1];
+  store->journal_ = store->handles_[2];
+  store->chunks_ = store->handles_[3];
+  ASPFS_RETURN_IF_ERROR(store->LoadVolumes());
+  return store;
+}
+
+Status Store::LoadVolumes() {
+  auto next = Get(key::NextVolume());
+  if (!next.ok()) return next.status();
+  if (*next) next_volume_id_ = key::DecodeBigEndian(**next);
+  std::string prefix = key::VolumeMetaKey(VolumeId{0}).substr(0, 9);
+  std::vector<std::pair<uint64_t, std::string>> found;
+  ASPFS_RETURN_IF_ERROR(Scan(prefix, key::PrefixEnd(prefix), [&](std::string_view k, std::string_view v) {
+    found.emplace_back(key::DecodeBigEndian(k.substr(9)), std::string(v));
+    return true;
+  }));
+  for (auto& [id, raw] : found) {
+    auto meta = VolumeMeta::Decode(raw);
+    if (!meta.ok()) return meta.status().Context("store: volume " + std::to_string(id));
+    auto pos_raw = Get(key::PositionKey(VolumeId{id}));
+    if (!pos_raw.ok()) return pos_raw.status();
+    Position pos;
+    if (*pos_raw) {
+      auto p = DecodePosition(**pos_raw);
+      if (!p.ok()) return p.status();
+      pos = *p;
+    }
+    auto vol = std::make_unique<Volume>(this, VolumeId{id}, meta->name, pos);
+    auto usage_raw = Get(key::Usage(VolumeId{id}));
+    if (!usage_raw.ok()) return usage_raw.status();
+    if (*usage_raw) {
+      auto usage = UsageRecord::Decode(**usage_raw);
+      if (!usage.ok()) return usage.status();
+      vol->next_ino_ = usage->next_ino;
+    }
+    volumes_[meta->name] = std::move(vol);
+  }
+  return Status::Ok();
+}
+
+Result<Volume*> Store::CreateVolume(const std::string& name, const VolumeCreateOptions& options) {
+  if (name.empty() || name.size() > 64) return Error(Code::kInvalid, "volume name must be 1 to 64 characters");
+  for (char c : name) {
+    if (!(isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) {
+      return Error(Code::kInvalid, "volume name may hold only letters, digits, '-', '_' and '.'");
+    }
+  }
+  if (name[0] == '.' || name[0] == '-') return Error(Code::kInvalid, "volume name must not start with '.' or '-'");
+  std::lock_guard<std::mutex> lock(volumes_mu_);
+  if (volumes_.count(name)) return Error(Code::kExists, "volume " + name + " already exists");
+  VolumeId id{next_volume_id_};
+  auto vol = std::make_unique<Volume>(this, id, name, Position{});
+
+  // The volume's records and its first txn land in one batch: a crash leaves
+  // either no volume or an initialized one.
+  std::lock_guard<std::mutex> vol_lock(vol->mu_);
+  Txn txn;
+  txn.time_ns = NowNs();
+  txn.txid = 1;
+  txn.ops.push_back(op::InitVolume{options.root_mode, options.root_uid, options.root_gid, options.quota_bytes,
+                                   options.quota_inodes});
+  StateDelta delta(&state_reader_, 0);
+  ASPFS_RETURN_IF_ERROR(Apply(id, txn, &delta));
+  txn.checksum = delta.checksum();
+  rocksdb::WriteBatch batch;
+  for (const auto& [k, v] : delta.changes()) batch.Put(meta_, k, *v);
+  Position pos{0, 1, txn.checksum};
+  batch.Put(journal_, key::Journal(id, 1), EncodeTxn(txn));
+  batch.Put(meta_, key::PositionKey(id), EncodePosition(pos));
+  batch.Put(meta_, key::VolumeMetaKey(id), VolumeMeta{name, txn.time_ns}.Encode());
+  batch.Put(meta_, key::VolumeName(name), key::VolumePrefix(id));
+  batch.Put(meta_, key::NextVolume(), key::VolumePrefix(VolumeId{id.value + 1}));
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  ASPFS_RETURN_IF_ERROR(FromRocks(db_->Write(sync, &batch), "store: create volume " + name));
+  next_volume_id_ = id.value + 1;
+  vol->pos_ = pos;
+  Volume* raw = vol.get();
+  volumes_[name] = std::move(vol);
+  return raw;
+}
+
+Result<Volume*> Store::FindVolume(const std::string& name) {
+  std::lock_guard<std::mutex> lock(volumes_mu_);
+  auto it = volumes_.find(name);
+  if (it == volumes_.end()) return Error(Code::kNotFound, "no volume named " + name);
+  return it->second.get();
+}
+
+Status Store::DeleteVolume(const std::string& name) {
+  std::lock_guard<std::mutex> lock(volumes_mu_);
+  auto it = volumes_.find(name);
+  if (it == volumes_.end()) return Error(Code::kNotFound, "no volume named " + name);
+  VolumeId id = it->second->id();
+  rocksdb::WriteBatch batch;
+  batch.DeleteRange(meta_, key::VolumePrefix(id), key::VolumeEnd(id));
+  batch.DeleteRange(journal_, key::VolumePrefix(id), key::VolumeEnd(id));
+  batch.Delete(meta_, key::VolumeMetaKey(id));
+  batch.Delete(meta_, key::VolumeName(name));
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  ASPFS_RETURN_IF_ERROR(FromRocks(db_->Write(sync, &batch), "store: delete volume " + name));
+  volumes_.erase(it);
+  return Status::Ok();
+}
+
+Result<VolumeSummary> Store::Summarize(Volume* vol) {
+  VolumeSummary out;
+  out.id = vol->id();
+  out.name = vol->name();
+  out.position = vol->position();
+  auto meta = Get(key::VolumeMetaKey(vol->id()));
+  if (!meta.ok()) return meta.status();
+  if (*meta) {
+    auto m = VolumeMeta::Decode(**meta);
+    if (m.ok()) out.created_ns = m->created_ns;
+  }
+  auto usage = Get(key::Usage(vol->id()));
+  if (!usage.ok()) return usage.status();
+  if (*usage) {
+    auto u = UsageRecord::Decode(**usage);
+    if (!u.ok()) return u.status();
+    out.usage = *u;
+  }
+  auto quota = Get(key::Quota(vol->id()));
+  if (!quota.ok()) return quota.status();
+  if (*quota) {
+    auto q = QuotaRecord::Decode(**quota);
+    if (!q.ok()) return q.status();
+    out.quota = *q;
+  }
+  return out;
+}
+
+Result<std::vector<VolumeSummary>> Store::ListVolumes() {
+  std::vector<Volume*> vols;
+  {
+    std::lock_guard<std::mutex> lock(volumes_mu_);
+    for (auto& [name, vol] : volumes_) vols.push_back(vol.get());
+  }
+  std::vector<VolumeSummary> out;
+  for (Volume* vol : vols) {
+    auto s = Summarize(vol);
+    if (!s.ok()) return s.status();
+    out.push_back(std::move(*s));
+  }
+  return out;
+}
+
+Status Store::Sync() {
+  uint64_t needed = commits_.load();
+  std::lock_guard<std::mutex> lock(sync_mu_);
+  if (!sync_error_.ok()) return sync_error_;
+  if (synced_commits_ >= needed) return Status::Ok();  // a sync that began after our commits covered them
+  uint64_t covered = commits_.load();
+  rocksdb::Status s = db_->SyncWAL();
+  if (!s.ok()) {
+    sync_error_ = FromRocks(s, "store: sync WAL");
+    return sync_error_;
+  }
+  synced_commits_ = covered;
+  return Status::Ok();
+}
+
+Status Store::PutChunk(const ChunkId& id, std::string_view data) {
+  std::string k = id.Bytes();
+  // Content addressing: an existing body for this id is the same bytes.
+  std::string existing;
+  if (db_->KeyMayExist(rocksdb::ReadOptions(), chunks_, k, &existing)) {
+    rocksdb::PinnableSlice found;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), chunks_, k, &found);
+    if (s.ok()) return Status::Ok();
+  }
+  commits_.fetch_add(1);
+  return FromRocks(db_->Put(rocksdb::WriteOptions(), chunks_, k, EncodeChunk(data)), "store: put chunk");
+}
+
+Result<std::string> Store::ReadChunk(const ChunkId& id) const {
+  rocksdb::PinnableSlice body;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), chunks_, id.Bytes(), &body);
+  if (s.IsNotFound()) return Error(Code::kCorrupt, "chunk " + id.ToHex() + " is missing");
+  if (!s.ok()) return FromRocks(s, "store: read chunk " + id.ToHex());
+  return DecodeChunk(id, std::string_view(body.data(), body.size()));
+}
+
+Status Store::CorruptChunkForTest(const ChunkId& id) {
+  rocksdb::PinnableSlice body;
+  ASPFS_RETURN_IF_ERROR(FromRocks(db_->Get(rocksdb::ReadOptions(), chunks_, id.Bytes(), &body), "read chunk"));
+  std::string bad(body.data(), body.size());
+  bad.back() ^= 0x5a;
+  return FromRocks(db_->Put(rocksdb::WriteOptions(), chunks_, id.Bytes(), bad), "corrupt chunk");
+}
+
+Status Store::WriteStateForTest(const std::string& k, const std::string& value) {
+  return FromRocks(db_->Put(rocksdb::WriteOptions(), meta_, k, value), "tamper state");
+}
+
+Result<std::optional<std::string>> Store::Get(std::string_view k) const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), meta_, AsSlice(k), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return FromRocks(s, "store: read");
+  return std::optional<std::string>(std::move(value));
+}
+
+Status Store::Scan(std::string_view lo, std::string_view hi, const StateReader::ScanFn& fn) const {
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice upper = AsSlice(hi);
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, meta_));
+  for (it->Seek(AsSlice(lo)); it->Valid(); it->Next()) {
+    if (!fn(std::string_view(it->key().data(), it->key().size()),
+            std::string_view(it->value().data(), it->value().size()))) {
+      break;
+    }
+  }
+  return FromRocks(it->status(), "store: scan");
+}
+
+Status Store::ScanJournal(VolumeId vol, uint64_t from, const JournalFn& fn) const {
+  rocksdb::ReadOptions ro;
+  std::string end = key::VolumeEnd(vol);
+  rocksdb::Slice upper(end);
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, journal_));
+  for (it->Seek(key::Journal(vol, from)); it->Valid(); it->Next()) {
+    auto txn = DecodeTxn(std::string_view(it->value().data(), it->value().size()));
+    if (!txn.ok()) return txn.status().Context("journal: entry " + std::to_string(key::DecodeBigEndian(it->key().ToStringView().substr(8))));
+    if (!fn(*txn)) break;
+  }
+  return FromRocks(it->status(), "journal: scan");
+}
+
+Status Store::VerifyVolume(Volume* vol) const {
+  // Hold the volume's commit lock so the state does not move under the comparison.
+  std::lock_guard<std::mutex> lock(vol->mu_);
+  MemState replayed;
+  uint64_t checksum = 0, expect_txid = 1;
+  Status failure;
+  ASPFS_RETURN_IF_ERROR(ScanJournal(vol->id(), 1, [&](const Txn& txn) {
+    if (txn.txid != expect_txid) {
+      failure = Error(Code::kCorrupt, "journal gap: expected txn " + std::to_string(expect_txid) + ", found " +
+                                          std::to_string(txn.txid));
+      return false;
+    }
+    StateDelta delta(&replayed, checksum);
+    Status s = Apply(vol->id(), txn, &delta);
+    if (!s.ok()) {
+      failure = s.Context("replay txn " + std::to_string(txn.txid));
+      return false;
+    }
+    if (delta.checksum() != txn.checksum) {
+      failure = Error(Code::kCorrupt, "replay txn " + std::to_string(txn.txid) + ": checksum mismatch");
+      return false;
+    }
+    delta.ApplyTo(&replayed);
+    checksum = delta.checksum();
+    ++expect_txid;
+    return true;
+  }));
+  ASPFS_RETURN_IF_ERROR(failure);
+  if (expect_txid - 1 != vol->pos_.txid) {
+    return Error(Code::kCorrupt, "journal ends at txn " + std::to_string(expect_txid - 1) + " but position is " +
+                                     vol->pos_.ToString());
+  }
+  if (checksum != vol->pos_.checksum) return Error(Code::kCorrupt, "replayed checksum differs from position");
+  // Key-by-key comparison of the stored state with the replayed one.
+  auto expected = replayed.entries().begin();
+  std::string lo = key::VolumePrefix(vol->id()), hi = key::VolumeEnd(vol->id());
+  Status mismatch;
+  uint64_t stored_checksum = 0;
+  ASPFS_RETURN_IF_ERROR(Scan(lo, hi, [&](std::string_view k, std::string_view v) {
+    if (!key::IsStateKey(k)) return true;
+    stored_checksum ^= EntryHash(k, v);
+    if (expected == replayed.entries().end() || expected->first != k || expected->second != v) {
+      mismatch = Error(Code::kCorrupt, "stored state differs from journal replay");
+      return false;
+    }
+    ++expected;
+    return true;
+  }));
+  ASPFS_RETURN_IF_ERROR(mismatch);
+  if (expected != replayed.entries().end()) return Error(Code::kCorrupt, "stored state lacks keys of the replay");
+  if (stored_checksum != checksum) return Error(Code::kCorrupt, "stored state checksum differs");
+  return Status::Ok();
+}
+
+}  // namespace aspfs

@@ -1,0 +1,151 @@
+// The node store: one RocksDB instance per node holding every volume's
+// journal and state and the node's chunks (docs/store-format.md).
+//
+// Column families: "meta" (volume state and node records), "journal" (txns by
+// volume and txid), "chunks" (chunk bodies by id, in blob files).
+//
+// Thread-safety: Store and Volume are safe to use from many threads. A
+// Volume's commits are serialized by its own mutex; reads need no lock.
+// Lock order: Store::volumes_mu_ before Volume::mu_; Store::sync_mu_ is taken
+// alone.
+#pragma once
+
+#include <rocksdb/db.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "journal/format.h"
+#include "journal/state.h"
+#include "journal/status.h"
+#include "journal/txn.h"
+
+namespace aspfs {
+
+class Store;
+
+// Reads a volume's committed state straight from RocksDB.
+class StoreStateReader final : public StateReader {
+ public:
+  explicit StoreStateReader(const Store* store) : store_(store) {}
+  Result<std::optional<std::string>> Get(std::string_view key) const override;
+  Status Scan(std::string_view lo, std::string_view hi, const ScanFn& fn) const override;
+
+ private:
+  const Store* store_;
+};
+
+// One volume's commit path. Owned by the Store.
+class Volume {
+ public:
+  Volume(Store* store, VolumeId id, std::string name, Position pos)
+      : store_(store), id_(id), name_(std::move(name)), pos_(pos) {}
+
+  VolumeId id() const { return id_; }
+  const std::string& name() const { return name_; }
+  Position position() const;
+
+  // Applies txn and writes its journal entry, its state change and the new
+  // position in one WriteBatch (invariant 1). Fills txn's epoch, txid and
+  // checksum. Not durable until Store::Sync().
+  Result<Position> Commit(Txn* txn);
+
+  // Inode numbers are chosen here, by the primary, and carried in txns.
+  uint64_t AllocateInode() { return next_ino_.fetch_add(1); }
+
+ private:
+  friend class Store;
+  Store* store_;
+  VolumeId id_;
+  std::string name_;
+  mutable std::mutex mu_;
+  Position pos_;       // GUARDED_BY(mu_)
+  Status sticky_;      // GUARDED_BY(mu_): a failed write; refuse further commits
+  std::atomic<uint64_t> next_ino_{2};
+};
+
+struct VolumeSummary {
+  VolumeId id;
+  std::string name;
+  int64_t created_ns = 0;
+  Position position;
+  UsageRecord usage;
+  QuotaRecord quota;
+};
+
+struct VolumeCreateOptions {
+  uint64_t quota_bytes = 0;
+  uint64_t quota_inodes = 0;
+  uint32_t root_mode = 0755;
+  uint32_t root_uid = 0;
+  uint32_t root_gid = 0;
+};
+
+class Store {
+ public:
+  ~Store();
+  static Result<std::unique_ptr<Store>> Open(const std::string& dir);
+
+  Result<Volume*> CreateVolume(const std::string& name, const VolumeCreateOptions& options);
+  Result<Volume*> FindVolume(const std::string& name);
+  Status DeleteVolume(const std::string& name);
+  Result<std::vector<VolumeSummary>> ListVolumes();
+  Result<VolumeSummary> Summarize(Volume* vol);
+
+  // Makes every commit before this call durable (WAL fsync). Concurrent
+  // callers share one sync.
+  Status Sync();
+
+  // Chunks: stored before the txn that references them, in the same WAL, so
+  // any recovered prefix that holds the txn holds its chunks.
+  Status PutChunk(const ChunkId& id, std::string_view data);
+  Result<std::string> ReadChunk(const ChunkId& id) const;
+
+  // State reads (meta column family).
+  Result<std::optional<std::string>> Get(std::string_view key) const;
+  Status Scan(std::string_view lo, std::string_view hi, const StateReader::ScanFn& fn) const;
+  const StateReader& state() const { return state_reader_; }
+
+  // Journal entries of vol with txid >= from, in order, until fn returns false.
+  using JournalFn = std::function<bool(const Txn& txn)>;
+  Status ScanJournal(VolumeId vol, uint64_t from, const JournalFn& fn) const;
+
+  // Replays vol's whole journal into an empty state with apply() and compares
+  // the result, key by key, with the stored state and position.
+  Status VerifyVolume(Volume* vol) const;
+
+  // Test hooks: overwrite a stored chunk body; write a state key around the journal.
+  Status CorruptChunkForTest(const ChunkId& id);
+  Status WriteStateForTest(const std::string& key, const std::string& value);
+
+ private:
+  friend class Volume;
+  Store() : state_reader_(this) {}
+  Status LoadVolumes();
+
+  std::unique_ptr<rocksdb::DB> db_;
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+  rocksdb::ColumnFamilyHandle* journal_ = nullptr;
+  rocksdb::ColumnFamilyHandle* chunks_ = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  StoreStateReader state_reader_;
+
+  std::mutex volumes_mu_;
+  std::map<std::string, std::unique_ptr<Volume>> volumes_;  // GUARDED_BY(volumes_mu_)
+  uint64_t next_volume_id_ = 1;                               // GUARDED_BY(volumes_mu_)
+
+  std::atomic<uint64_t> commits_{0};
+  std::mutex sync_mu_;
+  uint64_t synced_commits_ = 0;  // GUARDED_BY(sync_mu_)
+  Status sync_error_;            // GUARDED_BY(sync_mu_)
+};
+
+int64_t NowNs();
+
+}  // namespace aspfs

@@ -1,0 +1,126 @@
+#include "journal/store.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "journal/chunk.h"
+
+namespace aspfs {
+namespace {
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/aspfs-store-test-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    Reopen();
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void Reopen() {
+    store_.reset();
+    auto s = Store::Open(dir_);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(*s);
+  }
+  Volume* Create(const std::string& name) {
+    auto v = store_->CreateVolume(name, {});
+    EXPECT_TRUE(v.ok()) << v.status().ToString();
+    return v.ok() ? *v : nullptr;
+  }
+  Status Commit(Volume* vol, Op op) {
+    Txn txn;
+    txn.time_ns = NowNs();
+    txn.ops = {std::move(op)};
+    return vol->Commit(&txn).status();
+  }
+
+  std::string dir_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(StoreTest, CommitsSurviveReopenAndReplayMatches) {
+  Volume* vol = Create("ve101");
+  ASSERT_TRUE(Commit(vol, op::Mknod{1, "f", vol->AllocateInode(), kTypeRegular | 0644, 0, 0, 0, ""}).ok());
+  ASSERT_TRUE(Commit(vol, op::Mknod{1, "d", vol->AllocateInode(), kTypeDir | 0755, 0, 0, 0, ""}).ok());
+  ASSERT_TRUE(Commit(vol, op::Rename{1, "f", 3, "g", 0}).ok());
+  EXPECT_EQ(Code::kNotFound, Commit(vol, op::Unlink{1, "f", false}).code());
+  Position before = vol->position();
+  EXPECT_EQ(4u, before.txid);  // txids dense: the failed op took none
+  ASSERT_TRUE(store_->Sync().ok());
+  Reopen();
+  auto again = store_->FindVolume("ve101");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(before, (*again)->position());
+  EXPECT_TRUE(store_->VerifyVolume(*again).ok());
+  EXPECT_EQ(4u, (*again)->AllocateInode());
+}
+
+TEST_F(StoreTest, VerifyNoticesStateThatDiffersFromJournal) {
+  Volume* vol = Create("v");
+  ASSERT_TRUE(Commit(vol, op::Mknod{1, "f", vol->AllocateInode(), kTypeRegular | 0644, 0, 0, 0, ""}).ok());
+  ASSERT_TRUE(store_->VerifyVolume(vol).ok());
+  // A state write that bypasses the journal must be caught.
+  ASSERT_TRUE(store_->WriteStateForTest(key::Xattr(vol->id(), InodeId{2}, "user.sneaky"), "x").ok());
+  EXPECT_EQ(Code::kCorrupt, store_->VerifyVolume(vol).code());
+}
+
+TEST_F(StoreTest, NamesAreValidatedAndUnique) {
+  EXPECT_EQ(Code::kInvalid, store_->CreateVolume("", {}).status().code());
+  EXPECT_EQ(Code::kInvalid, store_->CreateVolume("a/b", {}).status().code());
+  EXPECT_EQ(Code::kInvalid, store_->CreateVolume("-x", {}).status().code());
+  Create("ok-1");
+  EXPECT_EQ(Code::kExists, store_->CreateVolume("ok-1", {}).status().code());
+  EXPECT_EQ(Code::kNotFound, store_->FindVolume("nope").status().code());
+}
+
+TEST_F(StoreTest, DeleteVolumeLeavesOthersIntact) {
+  Volume* a = Create("a");
+  Volume* b = Create("b");
+  ASSERT_TRUE(Commit(a, op::Mknod{1, "fa", a->AllocateInode(), kTypeRegular | 0644, 0, 0, 0, ""}).ok());
+  ASSERT_TRUE(Commit(b, op::Mknod{1, "fb", b->AllocateInode(), kTypeRegular | 0644, 0, 0, 0, ""}).ok());
+  ASSERT_TRUE(store_->DeleteVolume("a").ok());
+  Reopen();
+  EXPECT_EQ(Code::kNotFound, store_->FindVolume("a").status().code());
+  auto vb = store_->FindVolume("b");
+  ASSERT_TRUE(vb.ok());
+  EXPECT_TRUE(store_->VerifyVolume(*vb).ok());
+  auto list = store_->ListVolumes();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(1u, list->size());
+  EXPECT_EQ("b", (*list)[0].name);
+  EXPECT_EQ(2u, (*list)[0].usage.inodes);
+  // A new volume never reuses a deleted one's id.
+  Volume* c = Create("c");
+  EXPECT_EQ(3u, c->id().value);
+}
+
+TEST_F(StoreTest, ChunksDedupAndDetectCorruption) {
+  std::string data(65536, 'q');
+  ChunkId id = HashChunk(data);
+  ASSERT_TRUE(store_->PutChunk(id, data).ok());
+  ASSERT_TRUE(store_->PutChunk(id, data).ok());
+  EXPECT_EQ(data, *store_->ReadChunk(id));
+  ASSERT_TRUE(store_->CorruptChunkForTest(id).ok());
+  EXPECT_EQ(Code::kCorrupt, store_->ReadChunk(id).status().code());
+  EXPECT_EQ(Code::kCorrupt, store_->ReadChunk(HashChunk("absent")).status().code());
+}
+
+TEST_F(StoreTest, JournalScanReturnsTxnsInOrder) {
+  Volume* vol = Create("j");
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(Commit(vol, op::Mknod{1, "f" + std::to_string(i), vol->AllocateInode(), kTypeRegular, 0, 0, 0, ""}).ok());
+  }
+  std::vector<uint64_t> txids;
+  ASSERT_TRUE(store_->ScanJournal(vol->id(), 3, [&](const Txn& t) {
+    txids.push_back(t.txid);
+    return true;
+  }).ok());
+  EXPECT_EQ((std::vector<uint64_t>{3, 4, 5, 6}), txids);
+}
+
+}  // namespace
+}  // namespace aspfs
