@@ -6,7 +6,7 @@
  * and the phase's wall time runs until the last thread is done:
  *
  *   create   open(O_CREAT|O_EXCL|O_WRONLY) + write SIZE bytes + close
- *   stat     stat() of every file
+ *   stat     stat() of every file, PASSES times
  *   readdir  opendir/readdir/closedir of the thread's directory (N entries),
  *            PASSES times; counted in entries returned
  *   rename   rename f.<k> -> r.<k> in the same directory
@@ -93,16 +93,17 @@ static void *worker(void *arg)
 
 	/* stat */
 	pthread_barrier_wait(&g_barrier);
-	for (long k = 0; k < g_files; k++) {
-		snprintf(p, sizeof p, "%s/f.%ld", dir, k);
-		if (stat(p, &st) != 0)
-			die("stat", p);
-		if (st.st_size != g_size) {
-			errno = EIO;
-			die("stat (wrong size)", p);
+	for (int pass = 0; pass < g_passes; pass++)
+		for (long k = 0; k < g_files; k++) {
+			snprintf(p, sizeof p, "%s/f.%ld", dir, k);
+			if (stat(p, &st) != 0)
+				die("stat", p);
+			if (st.st_size != g_size) {
+				errno = EIO;
+				die("stat (wrong size)", p);
+			}
 		}
-	}
-	add_ops(PH_STAT, g_files);
+	add_ops(PH_STAT, g_files * g_passes);
 	pthread_barrier_wait(&g_barrier);
 
 	/* readdir */
@@ -163,7 +164,8 @@ static void usage(void)
 {
 	fprintf(stderr,
 	        "usage: aspfs-mdtest -d DIR [-t THREADS] [-n FILES_PER_THREAD]\n"
-	        "                    [-s FILE_SIZE] [-p READDIR_PASSES]\n");
+	        "                    [-s FILE_SIZE] [-p PASSES]\n"
+	        "PASSES: how often the stat and readdir phases go over the files\n");
 	exit(2);
 }
 
@@ -221,7 +223,7 @@ int main(int argc, char **argv)
 	}
 
 	printf("{\"threads\": %d, \"files_per_thread\": %ld, \"file_size\": %ld, "
-	       "\"readdir_passes\": %d",
+	       "\"passes\": %d",
 	       g_threads, g_files, g_size, g_passes);
 	for (int ph = 0; ph < PH_COUNT; ph++) {
 		double s = secs[ph] > 0 ? secs[ph] : 1e-9;

@@ -290,7 +290,7 @@ class Applier {
   Status Do(const op::SetXattr& o) {
     if (o.name.empty()) return Error(Code::kInvalid, "empty attribute name");
     if (o.name.size() > kXattrNameMax) return Error(Code::kRange, "attribute name too long");
-    if (o.value.size() > kXattrValueMax) return Error(Code::kTooBig, "attribute value too large");
+    if (o.value.size() > kXattrValueMax) return Error(Code::kValueTooBig, "attribute value too large");
     auto rec = LoadInode(o.ino);
     if (!rec.ok()) return rec.status();
     std::string k = key::Xattr(vol_, InodeId{o.ino}, o.name);

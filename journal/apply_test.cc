@@ -309,7 +309,7 @@ TEST_F(ApplyTest, XattrFlags) {
   ASSERT_TRUE(Do(op::SetXattr{f, "user.x", "3", op::kXattrReplace}).ok());
   EXPECT_EQ("3", **state_.Get(key::Xattr(kVol, InodeId{f}, "user.x")));
   EXPECT_EQ(Code::kRange, Do(op::SetXattr{f, std::string(256, 'n'), "", 0}).code());
-  EXPECT_EQ(Code::kTooBig, Do(op::SetXattr{f, "user.big", std::string(kXattrValueMax + 1, 'v'), 0}).code());
+  EXPECT_EQ(Code::kValueTooBig, Do(op::SetXattr{f, "user.big", std::string(kXattrValueMax + 1, 'v'), 0}).code());
   ASSERT_TRUE(Do(op::RemoveXattr{f, "user.x"}).ok());
   EXPECT_EQ(Code::kNoData, Do(op::RemoveXattr{f, "user.x"}).code());
 }

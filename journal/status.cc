@@ -21,9 +21,11 @@ const char* CodeName(Code code) {
     case Code::kTooManyLinks: return "too many links";
     case Code::kNoData: return "no such attribute";
     case Code::kRange: return "out of range";
-    case Code::kTooBig: return "too big";
+    case Code::kTooBig: return "file too large";
+    case Code::kValueTooBig: return "value too large";
     case Code::kNotSupported: return "not supported";
     case Code::kLoop: return "too many levels of symbolic links";
+    case Code::kNoSuchOffset: return "no such offset";
   }
   return "unknown";
 }

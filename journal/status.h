@@ -27,9 +27,11 @@ enum class Code {
   kTooManyLinks,
   kNoData,         // xattr absent
   kRange,          // buffer too small / xattr name too long
-  kTooBig,         // value or file too large
+  kTooBig,         // file too large (EFBIG)
+  kValueTooBig,    // attribute value too large (E2BIG)
   kNotSupported,
   kLoop,
+  kNoSuchOffset,   // lseek past the last data or hole (ENXIO)
 };
 
 const char* CodeName(Code code);
@@ -63,6 +65,7 @@ class [[nodiscard]] Result {
   T& value() { return *value_; }
   const T& value() const { return *value_; }
   T& operator*() { return *value_; }
+  const T& operator*() const { return *value_; }
   T* operator->() { return &*value_; }
   const T* operator->() const { return &*value_; }
 

@@ -89,6 +89,7 @@ Store::~Store() {
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
   std::unique_ptr<Store> store(new Store());
+  store->dir_ = dir;
   rocksdb::Options options;
   options.create_if_missing = true;
   options.create_missing_column_families = true;

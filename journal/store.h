@@ -91,6 +91,7 @@ class Store {
  public:
   ~Store();
   static Result<std::unique_ptr<Store>> Open(const std::string& dir);
+  const std::string& dir() const { return dir_; }
 
   Result<Volume*> CreateVolume(const std::string& name, const VolumeCreateOptions& options);
   Result<Volume*> FindVolume(const std::string& name);
@@ -129,6 +130,7 @@ class Store {
   Store() : state_reader_(this) {}
   Status LoadVolumes();
 
+  std::string dir_;
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
   rocksdb::ColumnFamilyHandle* journal_ = nullptr;

@@ -1,0 +1,375 @@
+#define FUSE_USE_VERSION 312
+#include "aspfs/fuse_server.h"
+
+#include <fuse_lowlevel.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "aspfs/errno.h"
+
+namespace aspfs {
+namespace {
+
+FuseServer* Server(fuse_req_t req) { return static_cast<FuseServer*>(fuse_req_userdata(req)); }
+VolumeFs* Fs(fuse_req_t req) { return Server(req)->fs(); }
+
+void ReplyError(fuse_req_t req, const Status& status) { fuse_reply_err(req, ToErrno(status)); }
+
+// Replies with an entry; the lookup VolumeFs counted is undone if the kernel
+// never gets the reply (an interrupted request).
+void ReplyEntry(fuse_req_t req, const Result<struct stat>& st) {
+  if (!st.ok()) return ReplyError(req, st.status());
+  const FuseOptions& options = Server(req)->options();
+  fuse_entry_param e;
+  memset(&e, 0, sizeof e);
+  e.ino = st->st_ino;
+  e.generation = 1;
+  e.attr = *st;
+  e.attr_timeout = options.attr_timeout;
+  e.entry_timeout = options.entry_timeout;
+  if (fuse_reply_entry(req, &e) != 0) Fs(req)->Forget(st->st_ino, 1);
+}
+
+Caller CallerOf(fuse_req_t req) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  return Caller{static_cast<uint32_t>(ctx->uid), static_cast<uint32_t>(ctx->gid)};
+}
+
+void OpInit(void*, fuse_conn_info* conn) {
+  if (conn->capable & FUSE_CAP_WRITEBACK_CACHE) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+  // The kernel clears setuid/setgid on write, truncate and chown and sends us
+  // the new mode; we do not claim to do it ourselves.
+  conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+  conn->max_write = 1 << 20;
+  conn->max_readahead = 1 << 20;
+  conn->time_gran = 1;
+}
+
+void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  auto st = Fs(req)->Lookup(parent, name);
+  if (!st.ok() && st.status().code() == Code::kNotFound) {
+    // Negative entry: the kernel may cache the absence (one writer per volume).
+    fuse_entry_param e;
+    memset(&e, 0, sizeof e);
+    e.entry_timeout = Server(req)->options().entry_timeout;
+    fuse_reply_entry(req, &e);
+    return;
+  }
+  ReplyEntry(req, st);
+}
+
+void OpForget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  Fs(req)->Forget(ino, nlookup);
+  fuse_reply_none(req);
+}
+
+void OpForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  for (size_t i = 0; i < count; ++i) Fs(req)->Forget(forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
+void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  auto st = Fs(req)->GetAttr(ino);
+  if (!st.ok()) return ReplyError(req, st.status());
+  fuse_reply_attr(req, &*st, Server(req)->options().attr_timeout);
+}
+
+void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
+  auto st = Fs(req)->SetAttr(ino, *attr, to_set);
+  if (!st.ok()) return ReplyError(req, st.status());
+  fuse_reply_attr(req, &*st, Server(req)->options().attr_timeout);
+}
+
+void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
+  auto target = Fs(req)->ReadLink(ino);
+  if (!target.ok()) return ReplyError(req, target.status());
+  fuse_reply_readlink(req, target->c_str());
+}
+
+void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  ReplyEntry(req, Fs(req)->Mknod(parent, name, mode, rdev, CallerOf(req)));
+}
+
+void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  ReplyEntry(req, Fs(req)->Mknod(parent, name, S_IFDIR | (mode & 07777), 0, CallerOf(req)));
+}
+
+void OpSymlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
+  ReplyEntry(req, Fs(req)->Mknod(parent, name, S_IFLNK | 0777, 0, CallerOf(req), target));
+}
+
+void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t new_parent, const char* new_name) {
+  ReplyEntry(req, Fs(req)->Link(ino, new_parent, new_name));
+}
+
+void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  fuse_reply_err(req, ToErrno(Fs(req)->Unlink(parent, name, false)));
+}
+
+void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  fuse_reply_err(req, ToErrno(Fs(req)->Unlink(parent, name, true)));
+}
+
+void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t new_parent, const char* new_name,
+              unsigned int flags) {
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return (void)fuse_reply_err(req, EINVAL);
+  uint32_t f = 0;
+  if (flags & RENAME_NOREPLACE) f |= op::kRenameNoReplace;
+  if (flags & RENAME_EXCHANGE) f |= op::kRenameExchange;
+  fuse_reply_err(req, ToErrno(Fs(req)->Rename(parent, name, new_parent, new_name, f)));
+}
+
+void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (fi->flags & O_TRUNC) {
+    auto st = Fs(req)->GetAttr(ino);
+    if (!st.ok()) return ReplyError(req, st.status());
+    if (st->st_size != 0) {
+      Status s = Fs(req)->Truncate(ino, 0);
+      if (!s.ok()) return ReplyError(req, s);
+    }
+  }
+  fi->keep_cache = 1;  // one writer per volume: cached pages stay valid
+  fuse_reply_open(req, fi);
+}
+
+void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+  auto st = Fs(req)->Mknod(parent, name, S_IFREG | (mode & 07777), 0, CallerOf(req));
+  if (!st.ok()) return ReplyError(req, st.status());
+  const FuseOptions& options = Server(req)->options();
+  fuse_entry_param e;
+  memset(&e, 0, sizeof e);
+  e.ino = st->st_ino;
+  e.generation = 1;
+  e.attr = *st;
+  e.attr_timeout = options.attr_timeout;
+  e.entry_timeout = options.entry_timeout;
+  fi->keep_cache = 1;
+  if (fuse_reply_create(req, &e, fi) != 0) Fs(req)->Forget(st->st_ino, 1);
+}
+
+void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  auto data = Fs(req)->Read(ino, off, size);
+  if (!data.ok()) return ReplyError(req, data.status());
+  fuse_reply_buf(req, data->data(), data->size());
+}
+
+void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info*) {
+  auto written = Fs(req)->Write(ino, off, std::string_view(buf, size));
+  if (!written.ok()) return ReplyError(req, written.status());
+  fuse_reply_write(req, *written);
+}
+
+void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+
+void OpFsync(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(req, ToErrno(Fs(req)->Sync())); }
+
+void ReadDirCommon(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+  std::vector<char> buf(size);
+  size_t used = 0;
+  VolumeFs* fs = Fs(req);
+  const FuseOptions& options = Server(req)->options();
+  std::vector<uint64_t> counted;  // lookups to undo if the reply is lost
+  Status status = fs->ReadDir(ino, off, [&](const DirEntry& entry) {
+    size_t need;
+    if (plus) {
+      fuse_entry_param e;
+      memset(&e, 0, sizeof e);
+      bool dot = entry.name == "." || entry.name == "..";
+      if (dot) {
+        e.attr.st_ino = entry.ino;
+        e.attr.st_mode = entry.type;
+      } else {
+        auto st = fs->GetAttr(entry.ino);
+        if (!st.ok()) return true;  // removed meanwhile
+        e.ino = entry.ino;
+        e.generation = 1;
+        e.attr = *st;
+        e.attr_timeout = options.attr_timeout;
+        e.entry_timeout = options.entry_timeout;
+      }
+      need = fuse_add_direntry_plus(req, buf.data() + used, size - used, entry.name.c_str(), &e,
+                                    entry.next_offset);
+      if (need > size - used) return false;
+      if (!dot) {
+        fs->AddLookup(entry.ino);
+        counted.push_back(entry.ino);
+      }
+    } else {
+      struct stat st;
+      memset(&st, 0, sizeof st);
+      st.st_ino = entry.ino;
+      st.st_mode = entry.type;
+      need = fuse_add_direntry(req, buf.data() + used, size - used, entry.name.c_str(), &st, entry.next_offset);
+      if (need > size - used) return false;
+    }
+    used += need;
+    return true;
+  });
+  if (!status.ok() && used == 0) {
+    for (uint64_t counted_ino : counted) fs->Forget(counted_ino, 1);
+    return ReplyError(req, status);
+  }
+  if (fuse_reply_buf(req, buf.data(), used) != 0) {
+    for (uint64_t counted_ino : counted) fs->Forget(counted_ino, 1);
+  }
+}
+
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  ReadDirCommon(req, ino, size, off, false);
+}
+
+void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  ReadDirCommon(req, ino, size, off, true);
+}
+
+void OpFsyncdir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(req, ToErrno(Fs(req)->Sync())); }
+
+void OpStatfs(fuse_req_t req, fuse_ino_t) {
+  auto st = Fs(req)->StatFs();
+  if (!st.ok()) return ReplyError(req, st.status());
+  fuse_reply_statfs(req, &*st);
+}
+
+void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
+  fuse_reply_err(req, ToErrno(Fs(req)->SetXattr(ino, name, std::string_view(value, size), flags)));
+}
+
+void ReplyXattrBytes(fuse_req_t req, const Result<std::string>& bytes, size_t size) {
+  if (!bytes.ok()) return ReplyError(req, bytes.status());
+  if (size == 0) return (void)fuse_reply_xattr(req, bytes->size());
+  if (bytes->size() > size) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, bytes->data(), bytes->size());
+}
+
+void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  ReplyXattrBytes(req, Fs(req)->GetXattr(ino, name), size);
+}
+
+void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) { ReplyXattrBytes(req, Fs(req)->ListXattr(ino), size); }
+
+void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  fuse_reply_err(req, ToErrno(Fs(req)->RemoveXattr(ino, name)));
+}
+
+void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, fuse_file_info*) {
+  if (offset < 0 || length <= 0) return (void)fuse_reply_err(req, EINVAL);
+  fuse_reply_err(req, ToErrno(Fs(req)->Fallocate(ino, mode, offset, length)));
+}
+
+void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
+  if (off < 0) return (void)fuse_reply_err(req, ENXIO);
+  auto pos = Fs(req)->Lseek(ino, off, whence);
+  if (!pos.ok()) return ReplyError(req, pos.status());
+  fuse_reply_lseek(req, static_cast<off_t>(*pos));
+}
+
+const fuse_lowlevel_ops* Operations() {
+  static const fuse_lowlevel_ops ops = [] {
+    fuse_lowlevel_ops o;
+    memset(&o, 0, sizeof o);
+    o.init = OpInit;
+    o.lookup = OpLookup;
+    o.forget = OpForget;
+    o.forget_multi = OpForgetMulti;
+    o.getattr = OpGetattr;
+    o.setattr = OpSetattr;
+    o.readlink = OpReadlink;
+    o.mknod = OpMknod;
+    o.mkdir = OpMkdir;
+    o.symlink = OpSymlink;
+    o.link = OpLink;
+    o.unlink = OpUnlink;
+    o.rmdir = OpRmdir;
+    o.rename = OpRename;
+    o.open = OpOpen;
+    o.create = OpCreate;
+    o.read = OpRead;
+    o.write = OpWrite;
+    o.flush = OpFlush;
+    o.release = OpRelease;
+    o.fsync = OpFsync;
+    o.readdir = OpReaddir;
+    o.readdirplus = OpReaddirplus;
+    o.fsyncdir = OpFsyncdir;
+    o.statfs = OpStatfs;
+    o.setxattr = OpSetxattr;
+    o.getxattr = OpGetxattr;
+    o.listxattr = OpListxattr;
+    o.removexattr = OpRemovexattr;
+    o.fallocate = OpFallocate;
+    o.lseek = OpLseek;
+    return o;
+  }();
+  return &ops;
+}
+
+}  // namespace
+
+FuseServer::~FuseServer() {
+  if (!stopped_) Stop(true).IgnoreError();
+  if (session_) fuse_session_destroy(session_);
+}
+
+Result<std::unique_ptr<FuseServer>> FuseServer::Start(std::unique_ptr<VolumeFs> fs, const std::string& dir,
+                                                      const FuseOptions& options) {
+  std::unique_ptr<FuseServer> server(new FuseServer());
+  server->fs_ = std::move(fs);
+  server->dir_ = dir;
+  server->options_ = options;
+  std::string mount_options = "allow_other,default_permissions,dev,suid,fsname=aspfs:" +
+                              server->fs_->volume()->name() + ",subtype=aspfs";
+  if (options.read_only) mount_options += ",ro";
+  std::vector<std::string> argv_store = {"aspfsd", "-o", mount_options};
+  std::vector<char*> argv;
+  for (auto& a : argv_store) argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  server->session_ = fuse_session_new(&args, Operations(), sizeof(fuse_lowlevel_ops), server.get());
+  if (!server->session_) return Error(Code::kIo, "cannot create FUSE session");
+  if (fuse_session_mount(server->session_, dir.c_str()) != 0) {
+    fuse_session_destroy(server->session_);
+    server->session_ = nullptr;
+    return Error(Code::kIo, "cannot mount FUSE at " + dir);
+  }
+  fuse_session* se = server->session_;
+  server->loop_ = std::thread([se] {
+    fuse_loop_config* config = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_idle_threads(config, 1);
+    fuse_loop_cfg_set_max_threads(config, 16);
+    fuse_session_loop_mt(se, config);
+    fuse_loop_cfg_destroy(config);
+  });
+  return server;
+}
+
+Status FuseServer::Stop(bool lazy) {
+  if (stopped_) return Status::Ok();
+  if (umount2(dir_.c_str(), lazy ? MNT_DETACH : 0) != 0 && errno != EINVAL) {
+    if (errno == EBUSY) return Error(Code::kBusy, dir_ + " is busy");
+    return Error(Code::kIo, "unmount " + dir_ + ": " + strerror(errno));
+  }
+  stopped_ = true;
+  if (lazy) {
+    // A detached mount may still be in use; its loop ends with its last
+    // user, or when the daemon exits and the connection closes.
+    fuse_session_exit(session_);
+    loop_.detach();
+    session_ = nullptr;  // the detached loop still uses it
+    return Status::Ok();
+  }
+  Join();
+  return Status::Ok();
+}
+
+void FuseServer::Join() {
+  if (loop_.joinable()) loop_.join();
+  if (session_) {
+    fuse_session_unmount(session_);
+  }
+}
+
+}  // namespace aspfs

@@ -1,0 +1,47 @@
+// The FUSE low-level adapter: one session per mounted volume, served by
+// libfuse's multithreaded loop on its own thread. Parses requests, calls
+// VolumeFs, sends exactly one reply per request.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "aspfs/volume_fs.h"
+
+struct fuse_session;
+
+namespace aspfs {
+
+struct FuseOptions {
+  bool read_only = false;
+  double entry_timeout = 1.0;
+  double attr_timeout = 1.0;
+};
+
+class FuseServer {
+ public:
+  ~FuseServer();
+  // Mounts fs at dir and starts serving; returns once the mount is live.
+  static Result<std::unique_ptr<FuseServer>> Start(std::unique_ptr<VolumeFs> fs, const std::string& dir,
+                                                   const FuseOptions& options);
+  // Unmounts (fails with kBusy while the mount is in use) and waits for the
+  // loop to finish.
+  Status Stop(bool lazy);
+  const std::string& dir() const { return dir_; }
+  VolumeFs* fs() const { return fs_.get(); }
+  const FuseOptions& options() const { return options_; }
+
+ private:
+  FuseServer() = default;
+  void Join();
+
+  std::unique_ptr<VolumeFs> fs_;
+  std::string dir_;
+  FuseOptions options_;
+  struct fuse_session* session_ = nullptr;
+  std::thread loop_;
+  bool stopped_ = false;
+};
+
+}  // namespace aspfs

@@ -1,0 +1,534 @@
+#include "aspfs/volume_fs.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+#include "journal/chunk.h"
+
+namespace aspfs {
+namespace {
+
+void SetTime(struct timespec* ts, int64_t ns) {
+  ts->tv_sec = ns / 1000000000;
+  ts->tv_nsec = ns % 1000000000;
+  if (ts->tv_nsec < 0) {
+    ts->tv_nsec += 1000000000;
+    ts->tv_sec -= 1;
+  }
+}
+
+int64_t TimeNs(const struct timespec& ts) { return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec; }
+
+bool AllZero(const std::string& s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c == 0; });
+}
+
+}  // namespace
+
+Result<InodeRecord> VolumeFs::LoadInode(uint64_t ino) const {
+  auto raw = store_->Get(key::Inode(vol_->id(), InodeId{ino}));
+  if (!raw.ok()) return raw.status();
+  if (!*raw) return Error(Code::kNotFound, "no inode " + std::to_string(ino));
+  return InodeRecord::Decode(**raw);
+}
+
+Result<Position> VolumeFs::Commit(Op op) {
+  Txn txn;
+  txn.time_ns = NowNs();
+  txn.ops.push_back(std::move(op));
+  return vol_->Commit(&txn);
+}
+
+struct stat VolumeFs::ToStat(uint64_t ino, const InodeRecord& rec) const {
+  struct stat st;
+  memset(&st, 0, sizeof st);
+  st.st_ino = ino;
+  st.st_mode = rec.mode;
+  st.st_nlink = rec.nlink;
+  st.st_uid = rec.uid;
+  st.st_gid = rec.gid;
+  st.st_rdev = rec.rdev;
+  st.st_size = IsDir(rec.mode) ? 4096 : rec.size;
+  st.st_blksize = 4096;
+  st.st_blocks = rec.alloc_bytes / 512;
+  SetTime(&st.st_atim, rec.atime_ns);
+  SetTime(&st.st_mtim, rec.mtime_ns);
+  SetTime(&st.st_ctim, rec.ctime_ns);
+  return st;
+}
+
+Status VolumeFs::PurgeOrphans() {
+  std::string prefix = key::OrphanPrefix(vol_->id());
+  std::vector<uint64_t> orphans;
+  ASPFS_RETURN_IF_ERROR(store_->Scan(prefix, key::PrefixEnd(prefix), [&](std::string_view k, std::string_view) {
+    orphans.push_back(key::DecodeBigEndian(k.substr(prefix.size())));
+    return true;
+  }));
+  for (uint64_t ino : orphans) {
+    ASPFS_RETURN_IF_ERROR(Commit(op::Purge{ino}).status().Context("purge orphan " + std::to_string(ino)));
+  }
+  return Status::Ok();
+}
+
+void VolumeFs::AddLookup(uint64_t ino) {
+  std::lock_guard<std::mutex> lock(lookups_mu_);
+  lookups_[ino] += 1;
+}
+
+void VolumeFs::Forget(uint64_t ino, uint64_t n) {
+  {
+    std::lock_guard<std::mutex> lock(lookups_mu_);
+    auto it = lookups_.find(ino);
+    if (it == lookups_.end()) return;
+    if (it->second > n) {
+      it->second -= n;
+      return;
+    }
+    lookups_.erase(it);
+  }
+  MaybePurge(ino);
+}
+
+void VolumeFs::MaybePurge(uint64_t ino) {
+  std::lock_guard<std::mutex> inode_lock(InodeLock(ino));
+  {
+    std::lock_guard<std::mutex> lock(lookups_mu_);
+    if (lookups_.count(ino)) return;
+  }
+  auto rec = LoadInode(ino);
+  if (!rec.ok() || rec->nlink != 0) return;
+  // A failed purge leaves the orphan for the next mount's PurgeOrphans.
+  Commit(op::Purge{ino}).status().IgnoreError();
+}
+
+Result<struct stat> VolumeFs::Lookup(uint64_t parent, const std::string& name) {
+  if (name.size() > kNameMax) return Error(Code::kNameTooLong, "name longer than 255 bytes");
+  auto dir = LoadInode(parent);
+  if (!dir.ok()) return dir.status();
+  if (!IsDir(dir->mode)) return Error(Code::kNotDir, "not a directory");
+  auto raw = store_->Get(key::Dirent(vol_->id(), InodeId{parent}, name));
+  if (!raw.ok()) return raw.status();
+  if (!*raw) return Error(Code::kNotFound, "no entry " + name);
+  auto entry = DirentRecord::Decode(**raw);
+  if (!entry.ok()) return entry.status();
+  auto rec = LoadInode(entry->ino);
+  if (!rec.ok()) return rec.status();
+  AddLookup(entry->ino);
+  return ToStat(entry->ino, *rec);
+}
+
+Result<struct stat> VolumeFs::GetAttr(uint64_t ino) {
+  auto rec = LoadInode(ino);
+  if (!rec.ok()) return rec.status();
+  return ToStat(ino, *rec);
+}
+
+Result<struct stat> VolumeFs::SetAttr(uint64_t ino, const struct stat& attr, int to_set) {
+  std::lock_guard<std::mutex> inode_lock(InodeLock(ino));
+  int64_t now = NowNs();
+  op::SetAttr o;
+  o.ino = ino;
+  if (to_set & kSetMode) {
+    o.mask |= op::kSetMode;
+    o.mode = attr.st_mode & 07777;
+  }
+  if (to_set & kSetUid) {
+    o.mask |= op::kSetUid;
+    o.uid = attr.st_uid;
+  }
+  if (to_set & kSetGid) {
+    o.mask |= op::kSetGid;
+    o.gid = attr.st_gid;
+  }
+  if (to_set & kSetSize) {
+    if (attr.st_size < 0) return Error(Code::kInvalid, "negative size");
+    o.mask |= op::kSetSize;
+    o.size = attr.st_size;
+  }
+  if (to_set & (kSetAtime | kSetAtimeNow)) {
+    o.mask |= op::kSetAtime;
+    o.atime_ns = (to_set & kSetAtimeNow) ? now : TimeNs(attr.st_atim);
+  }
+  if (to_set & (kSetMtime | kSetMtimeNow)) {
+    o.mask |= op::kSetMtime;
+    o.mtime_ns = (to_set & kSetMtimeNow) ? now : TimeNs(attr.st_mtim);
+  }
+  if (to_set & kSetCtime) {
+    o.mask |= op::kSetCtime;
+    o.ctime_ns = TimeNs(attr.st_ctim);
+  }
+  Txn txn;
+  txn.time_ns = now;
+  txn.ops.push_back(o);
+  auto committed = vol_->Commit(&txn);
+  if (!committed.ok()) return committed.status();
+  return GetAttr(ino);
+}
+
+Result<struct stat> VolumeFs::Mknod(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev,
+                                   const Caller& caller, const std::string& symlink_target) {
+  uint64_t ino = vol_->AllocateInode();
+  auto committed = Commit(op::Mknod{parent, name, ino, mode, caller.uid, caller.gid, rdev, symlink_target});
+  if (!committed.ok()) return committed.status();
+  auto rec = LoadInode(ino);
+  if (!rec.ok()) return rec.status();
+  AddLookup(ino);
+  return ToStat(ino, *rec);
+}
+
+Result<struct stat> VolumeFs::Link(uint64_t ino, uint64_t new_parent, const std::string& new_name) {
+  auto committed = Commit(op::Link{ino, new_parent, new_name});
+  if (!committed.ok()) return committed.status();
+  auto rec = LoadInode(ino);
+  if (!rec.ok()) return rec.status();
+  AddLookup(ino);
+  return ToStat(ino, *rec);
+}
+
+Status VolumeFs::Unlink(uint64_t parent, const std::string& name, bool directory) {
+  if (name.size() > kNameMax) return Error(Code::kNameTooLong, "name longer than 255 bytes");
+  auto raw = store_->Get(key::Dirent(vol_->id(), InodeId{parent}, name));
+  if (!raw.ok()) return raw.status();
+  ASPFS_RETURN_IF_ERROR(Commit(op::Unlink{parent, name, directory}).status());
+  if (*raw) {
+    auto entry = DirentRecord::Decode(**raw);
+    if (entry.ok()) MaybePurge(entry->ino);
+  }
+  return Status::Ok();
+}
+
+Status VolumeFs::Rename(uint64_t parent, const std::string& name, uint64_t new_parent, const std::string& new_name,
+                        uint32_t flags) {
+  if (name.size() > kNameMax) return Error(Code::kNameTooLong, "name longer than 255 bytes");
+  auto raw = store_->Get(key::Dirent(vol_->id(), InodeId{new_parent}, new_name));
+  if (!raw.ok()) return raw.status();
+  ASPFS_RETURN_IF_ERROR(Commit(op::Rename{parent, name, new_parent, new_name, flags}).status());
+  if (*raw) {
+    auto victim = DirentRecord::Decode(**raw);
+    if (victim.ok()) MaybePurge(victim->ino);
+  }
+  return Status::Ok();
+}
+
+Result<std::string> VolumeFs::ReadLink(uint64_t ino) {
+  auto rec = LoadInode(ino);
+  if (!rec.ok()) return rec.status();
+  if (!IsSymlink(rec->mode)) return Error(Code::kInvalid, "not a symlink");
+  return rec->inline_data;
+}
+
+Status VolumeFs::Truncate(uint64_t ino, uint64_t size) {
+  struct stat attr;
+  memset(&attr, 0, sizeof attr);
+  attr.st_size = static_cast<off_t>(size);
+  return SetAttr(ino, attr, kSetSize).status();
+}
+
+Result<bool> VolumeFs::HasBlocks(uint64_t ino) const {
+  bool found = false;
+  std::string prefix = key::ExtentPrefix(vol_->id(), InodeId{ino});
+  ASPFS_RETURN_IF_ERROR(store_->Scan(prefix, key::PrefixEnd(prefix), [&](std::string_view, std::string_view) {
+    found = true;
+    return false;
+  }));
+  return found;
+}
+
+Result<std::string> VolumeFs::ReadBlock(uint64_t ino, uint64_t block) const {
+  auto raw = store_->Get(key::Extent(vol_->id(), InodeId{ino}, block));
+  if (!raw.ok()) return raw.status();
+  if (!*raw) return std::string();
+  auto ext = ExtentRecord::Decode(**raw);
+  if (!ext.ok()) return ext.status();
+  auto data = store_->ReadChunk(ext->chunk);
+  if (!data.ok()) return data.status();
+  data->resize(ext->length, '\0');
+  return std::move(*data);
+}
+
+Result<std::string> VolumeFs::Read(uint64_t ino, uint64_t offset, size_t size) {
+  auto rec = LoadInode(ino);
+  if (!rec.ok()) return rec.status();
+  if (IsDir(rec->mode)) return Error(Code::kIsDir, "is a directory");
+  if (offset >= rec->size) return std::string();
+  size = static_cast<size_t>(std::min<uint64_t>(size, rec->size - offset));
+  std::string out(size, '\0');
+  if (!rec->inline_data.empty()) {
+    if (offset < rec->inline_data.size()) {
+      size_t n = std::min<size_t>(size, rec->inline_data.size() - offset);
+      memcpy(out.data(), rec->inline_data.data() + offset, n);
+    }
+    return out;
+  }
+  uint64_t first = offset / kBlockSize, last = (offset + size - 1) / kBlockSize;
+  std::string prefix = key::ExtentPrefix(vol_->id(), InodeId{ino});
+  std::vector<std::pair<uint64_t, ExtentRecord>> extents;
+  Status bad;
+  ASPFS_RETURN_IF_ERROR(store_->Scan(key::Extent(vol_->id(), InodeId{ino}, first),
+                                     key::Extent(vol_->id(), InodeId{ino}, last + 1),
+                                     [&](std::string_view k, std::string_view v) {
+                                       auto ext = ExtentRecord::Decode(v);
+                                       if (!ext.ok()) {
+                                         bad = ext.status();
+                                         return false;
+                                       }
+                                       extents.emplace_back(key::DecodeBigEndian(k.substr(prefix.size())), *ext);
+                                       return true;
+                                     }));
+  ASPFS_RETURN_IF_ERROR(bad);
+  for (const auto& [block, ext] : extents) {
+    auto data = store_->ReadChunk(ext.chunk);
+    if (!data.ok()) return data.status().Context("read inode " + std::to_string(ino));
+    uint64_t bstart = block * kBlockSize;
+    uint64_t valid_end = bstart + std::min<uint64_t>(ext.length, data->size());
+    uint64_t lo = std::max(offset, bstart), hi = std::min(offset + size, valid_end);
+    if (lo < hi) memcpy(out.data() + (lo - offset), data->data() + (lo - bstart), hi - lo);
+  }
+  return out;
+}
+
+Result<size_t> VolumeFs::Write(uint64_t ino, uint64_t offset, std::string_view data) {
+  if (data.empty()) return size_t{0};
+  if (offset + data.size() > kMaxFileSize) return Error(Code::kTooBig, "file too large");
+  std::lock_guard<std::mutex> inode_lock(InodeLock(ino));
+  auto rec = LoadInode(ino);
+  if (!rec.ok()) return rec.status();
+  if (!IsRegular(rec->mode)) return Error(Code::kInvalid, "not a regular file");
+  uint64_t new_size = std::max<uint64_t>(rec->size, offset + data.size());
+  ASPFS_RETURN_IF_ERROR(WriteRangeLocked(ino, *rec, offset, data.size(), data.data(), new_size));
+  return data.size();
+}
+
+Status VolumeFs::WriteRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t offset, uint64_t length,
+                                  const char* data, uint64_t new_size) {
+  auto has_blocks = HasBlocks(ino);
+  if (!has_blocks.ok()) return has_blocks.status();
+  const uint64_t end = offset + length;
+  if (!*has_blocks && end <= kInlineMax && new_size <= std::max<uint64_t>(rec.size, end)) {
+    std::string bytes = data ? std::string(data, length) : std::string(length, '\0');
+    return Commit(op::WriteInline{ino, offset, std::move(bytes)}).status();
+  }
+  // Block mode. A file still inline moves its data to block 0 in this txn.
+  const bool converting = !*has_blocks && !rec.inline_data.empty();
+  std::map<uint64_t, std::string> blocks;
+  if (converting) blocks[0] = rec.inline_data;
+  for (uint64_t b = offset / kBlockSize; length > 0 && b <= (end - 1) / kBlockSize; ++b) {
+    std::string content;
+    if (blocks.count(b)) {
+      content = std::move(blocks[b]);
+    } else if (*has_blocks) {
+      auto existing = ReadBlock(ino, b);
+      if (!existing.ok()) return existing.status();
+      content = std::move(*existing);
+    }
+    const uint64_t bstart = b * kBlockSize;
+    const uint64_t lo = std::max(offset, bstart) - bstart;
+    const uint64_t hi = std::min(end, bstart + kBlockSize) - bstart;
+    if (data) {
+      if (content.size() < hi) content.resize(hi, '\0');
+      memcpy(content.data() + lo, data + (bstart + lo - offset), hi - lo);
+    } else if (content.size() > lo) {
+      memset(content.data() + lo, 0, std::min<uint64_t>(hi, content.size()) - lo);
+      if (AllZero(content)) content.clear();
+    }
+    blocks[b] = std::move(content);
+  }
+  op::SetBlocks o;
+  o.ino = ino;
+  o.size = new_size;
+  for (auto& [b, content] : blocks) {
+    if (content.empty()) {
+      o.blocks.push_back(op::BlockRef{b, ChunkId{}, 0});
+      continue;
+    }
+    ChunkId id = HashChunk(content);
+    ASPFS_RETURN_IF_ERROR(store_->PutChunk(id, content));
+    o.blocks.push_back(op::BlockRef{b, id, static_cast<uint32_t>(content.size())});
+  }
+  return Commit(std::move(o)).status();
+}
+
+Status VolumeFs::Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t length) {
+  if (length == 0) return Error(Code::kInvalid, "zero length");
+  if (offset + length > kMaxFileSize) return Error(Code::kTooBig, "file too large");
+  std::lock_guard<std::mutex> inode_lock(InodeLock(ino));
+  auto rec = LoadInode(ino);
+  if (!rec.ok()) return rec.status();
+  if (IsDir(rec->mode)) return Error(Code::kIsDir, "is a directory");
+  if (!IsRegular(rec->mode)) return Error(Code::kInvalid, "not a regular file");
+  const bool keep_size = mode & FALLOC_FL_KEEP_SIZE;
+  const uint64_t end = offset + length;
+  if (mode & FALLOC_FL_PUNCH_HOLE) {
+    if (!keep_size || (mode & ~(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE))) {
+      return Error(Code::kNotSupported, "punch hole needs exactly FALLOC_FL_KEEP_SIZE");
+    }
+    if (offset >= rec->size) return Status::Ok();
+    uint64_t clipped = std::min(end, rec->size) - offset;
+    return WriteRangeLocked(ino, *rec, offset, clipped, nullptr, rec->size);
+  }
+  if (mode & FALLOC_FL_ZERO_RANGE) {
+    if (mode & ~(FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE)) return Error(Code::kNotSupported, "bad mode");
+    uint64_t new_size = keep_size ? rec->size : std::max(rec->size, end);
+    uint64_t zero_end = std::min(end, std::max(rec->size, new_size));
+    if (offset < zero_end) {
+      ASPFS_RETURN_IF_ERROR(WriteRangeLocked(ino, *rec, offset, zero_end - offset, nullptr, new_size));
+    }
+    return Status::Ok();
+  }
+  if (mode & ~FALLOC_FL_KEEP_SIZE) return Error(Code::kNotSupported, "unsupported fallocate mode");
+  // Blocks are not reserved ahead: space is charged when data is written.
+  // Refuse what could never fit the quota, as ext4 would.
+  auto summary = store_->Summarize(vol_);
+  if (!summary.ok()) return summary.status();
+  if (summary->quota.bytes && end > rec->size &&
+      summary->usage.bytes + (end - std::min(end, rec->size)) > summary->quota.bytes) {
+    return Error(Code::kQuota, "volume byte quota exceeded");
+  }
+  if (keep_size || end <= rec->size) return Status::Ok();
+  op::SetAttr o;
+  o.ino = ino;
+  o.mask = op::kSetSize;
+  o.size = end;
+  return Commit(o).status();
+}
+
+Result<uint64_t> VolumeFs::Lseek(uint64_t ino, uint64_t offset, int whence) {
+  auto rec = LoadInode(ino);
+  if (!rec.ok()) return rec.status();
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) return Error(Code::kInvalid, "bad whence");
+  if (offset >= rec->size) return Error(Code::kNoSuchOffset, "offset past end of file");
+  auto has_blocks = HasBlocks(ino);
+  if (!has_blocks.ok()) return has_blocks.status();
+  if (!*has_blocks) {
+    uint64_t data_end = rec->inline_data.size();
+    if (whence == SEEK_DATA) {
+      if (offset < data_end) return offset;
+      return Error(Code::kNoSuchOffset, "no data after offset");
+    }
+    return offset < data_end ? data_end : offset;
+  }
+  std::string prefix = key::ExtentPrefix(vol_->id(), InodeId{ino});
+  uint64_t pos = offset;
+  std::optional<uint64_t> data_at;
+  Status bad;
+  ASPFS_RETURN_IF_ERROR(store_->Scan(
+      key::Extent(vol_->id(), InodeId{ino}, offset / kBlockSize), key::PrefixEnd(prefix),
+      [&](std::string_view k, std::string_view v) {
+        auto ext = ExtentRecord::Decode(v);
+        if (!ext.ok()) {
+          bad = ext.status();
+          return false;
+        }
+        uint64_t start = key::DecodeBigEndian(k.substr(prefix.size())) * kBlockSize;
+        uint64_t stop = start + ext->length;
+        if (whence == SEEK_DATA) {
+          if (stop > pos) {
+            data_at = std::max(pos, start);
+            return false;
+          }
+          return true;
+        }
+        // SEEK_HOLE: extend pos through contiguous data.
+        if (start > pos) return false;
+        if (stop > pos) pos = stop;
+        return ext->length == kBlockSize;
+      }));
+  ASPFS_RETURN_IF_ERROR(bad);
+  if (whence == SEEK_DATA) {
+    if (!data_at || *data_at >= rec->size) return Error(Code::kNoSuchOffset, "no data after offset");
+    return *data_at;
+  }
+  return std::min(pos, rec->size);
+}
+
+Status VolumeFs::ReadDir(uint64_t ino, uint64_t offset, const EmitFn& emit) {
+  auto rec = LoadInode(ino);
+  if (!rec.ok()) return rec.status();
+  if (!IsDir(rec->mode)) return Error(Code::kNotDir, "not a directory");
+  if (offset < 1 && !emit(DirEntry{".", ino, kTypeDir, 1})) return Status::Ok();
+  if (offset < 2 && !emit(DirEntry{"..", rec->parent, kTypeDir, 2})) return Status::Ok();
+  std::string prefix = key::CookiePrefix(vol_->id(), InodeId{ino});
+  Status bad;
+  ASPFS_RETURN_IF_ERROR(store_->Scan(
+      key::Cookie(vol_->id(), InodeId{ino}, std::max<uint64_t>(offset + 1, 3)), key::PrefixEnd(prefix),
+      [&](std::string_view k, std::string_view name) {
+        uint64_t cookie = key::DecodeBigEndian(k.substr(prefix.size()));
+        auto raw = store_->Get(key::Dirent(vol_->id(), InodeId{ino}, name));
+        if (!raw.ok()) {
+          bad = raw.status();
+          return false;
+        }
+        if (!*raw) return true;  // removed since the scan began
+        auto entry = DirentRecord::Decode(**raw);
+        if (!entry.ok()) {
+          bad = entry.status();
+          return false;
+        }
+        return emit(DirEntry{std::string(name), entry->ino, entry->type, cookie});
+      }));
+  return bad;
+}
+
+Result<struct statvfs> VolumeFs::StatFs() {
+  auto summary = store_->Summarize(vol_);
+  if (!summary.ok()) return summary.status();
+  struct statvfs disk;
+  if (statvfs(store_->dir().c_str(), &disk) != 0) memset(&disk, 0, sizeof disk);
+  struct statvfs st;
+  memset(&st, 0, sizeof st);
+  st.f_bsize = st.f_frsize = 4096;
+  uint64_t disk_free = uint64_t{disk.f_bavail} * disk.f_frsize;
+  uint64_t used = summary->usage.bytes;
+  uint64_t total = summary->quota.bytes ? summary->quota.bytes : used + disk_free;
+  uint64_t avail = total > used ? total - used : 0;
+  if (summary->quota.bytes) avail = std::min(avail, disk_free);
+  st.f_blocks = total / 4096;
+  st.f_bfree = st.f_bavail = avail / 4096;
+  uint64_t files = summary->quota.inodes ? summary->quota.inodes : (1ull << 32);
+  st.f_files = files;
+  st.f_ffree = st.f_favail = files > summary->usage.inodes ? files - summary->usage.inodes : 0;
+  st.f_namemax = kNameMax;
+  return st;
+}
+
+Status VolumeFs::SetXattr(uint64_t ino, const std::string& name, std::string_view value, int flags) {
+  uint32_t f = 0;
+  if (flags & XATTR_CREATE) f |= op::kXattrCreate;
+  if (flags & XATTR_REPLACE) f |= op::kXattrReplace;
+  return Commit(op::SetXattr{ino, name, std::string(value), f}).status();
+}
+
+Result<std::string> VolumeFs::GetXattr(uint64_t ino, const std::string& name) {
+  if (name.size() > kXattrNameMax) return Error(Code::kRange, "attribute name too long");
+  auto rec = LoadInode(ino);
+  if (!rec.ok()) return rec.status();
+  auto raw = store_->Get(key::Xattr(vol_->id(), InodeId{ino}, name));
+  if (!raw.ok()) return raw.status();
+  if (!*raw) return Error(Code::kNoData, "no such attribute");
+  return std::move(**raw);
+}
+
+Result<std::string> VolumeFs::ListXattr(uint64_t ino) {
+  auto rec = LoadInode(ino);
+  if (!rec.ok()) return rec.status();
+  std::string prefix = key::XattrPrefix(vol_->id(), InodeId{ino});
+  std::string names;
+  ASPFS_RETURN_IF_ERROR(store_->Scan(prefix, key::PrefixEnd(prefix), [&](std::string_view k, std::string_view) {
+    names.append(k.substr(prefix.size()));
+    names.push_back('\0');
+    return true;
+  }));
+  return names;
+}
+
+Status VolumeFs::RemoveXattr(uint64_t ino, const std::string& name) {
+  return Commit(op::RemoveXattr{ino, name}).status();
+}
+
+}  // namespace aspfs

@@ -1,0 +1,106 @@
+// VolumeFs: the POSIX semantics of one mounted volume, turned into txns.
+// The FUSE adapter (fuse_server.cc) parses requests, calls this and replies;
+// nothing here sees fuse_req_t.
+//
+// Thread-safety: every method may be called from many FUSE worker threads.
+// Data writes to one inode are serialized by a striped inode lock (held
+// across read-modify-write of blocks and the commit); the volume's commit
+// mutex (inside Volume::Commit) is taken under it. Lock order: inode stripe,
+// then lookups_mu_ or Volume::mu_. No lock is held across a reply.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <array>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "journal/store.h"
+
+namespace aspfs {
+
+struct Caller {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+};
+
+struct DirEntry {
+  std::string name;
+  uint64_t ino = 0;
+  uint32_t type = 0;
+  uint64_t next_offset = 0;  // the offset that resumes after this entry
+};
+
+class VolumeFs {
+ public:
+  VolumeFs(Store* store, Volume* vol) : store_(store), vol_(vol) {}
+
+  Volume* volume() const { return vol_; }
+
+  // Purges inodes left at zero links by a previous run (nothing can hold
+  // them open after a restart).
+  Status PurgeOrphans();
+
+  // Lookup-count bookkeeping: every reply that hands the kernel an inode
+  // counts one lookup; Forget drops them and purges an unlinked inode at zero.
+  void AddLookup(uint64_t ino);
+  void Forget(uint64_t ino, uint64_t n);
+
+  Result<struct stat> Lookup(uint64_t parent, const std::string& name);
+  Result<struct stat> GetAttr(uint64_t ino);
+  // to_set: a mask of kSet* below.
+  Result<struct stat> SetAttr(uint64_t ino, const struct stat& attr, int to_set);
+  Result<struct stat> Mknod(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev,
+                            const Caller& caller, const std::string& symlink_target = "");
+  Result<struct stat> Link(uint64_t ino, uint64_t new_parent, const std::string& new_name);
+  Status Unlink(uint64_t parent, const std::string& name, bool directory);
+  Status Rename(uint64_t parent, const std::string& name, uint64_t new_parent, const std::string& new_name,
+                uint32_t flags);
+  Result<std::string> ReadLink(uint64_t ino);
+
+  Status Truncate(uint64_t ino, uint64_t size);
+  Result<std::string> Read(uint64_t ino, uint64_t offset, size_t size);
+  Result<size_t> Write(uint64_t ino, uint64_t offset, std::string_view data);
+  Status Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t length);
+  Result<uint64_t> Lseek(uint64_t ino, uint64_t offset, int whence);
+  Status Sync() { return store_->Sync(); }
+
+  // Entries after offset (0 starts with "." and ".."), until emit returns false.
+  using EmitFn = std::function<bool(const DirEntry&)>;
+  Status ReadDir(uint64_t ino, uint64_t offset, const EmitFn& emit);
+
+  Result<struct statvfs> StatFs();
+
+  Status SetXattr(uint64_t ino, const std::string& name, std::string_view value, int flags);
+  Result<std::string> GetXattr(uint64_t ino, const std::string& name);
+  Result<std::string> ListXattr(uint64_t ino);  // names, each NUL-terminated
+  Status RemoveXattr(uint64_t ino, const std::string& name);
+
+  static constexpr int kSetMode = 1 << 0, kSetUid = 1 << 1, kSetGid = 1 << 2, kSetSize = 1 << 3,
+                       kSetAtime = 1 << 4, kSetMtime = 1 << 5, kSetAtimeNow = 1 << 7, kSetMtimeNow = 1 << 8,
+                       kSetCtime = 1 << 10;
+
+ private:
+  Result<InodeRecord> LoadInode(uint64_t ino) const;
+  Result<Position> Commit(Op op);
+  struct stat ToStat(uint64_t ino, const InodeRecord& rec) const;
+  std::mutex& InodeLock(uint64_t ino) { return inode_locks_[ino % inode_locks_.size()]; }
+  Result<bool> HasBlocks(uint64_t ino) const;
+  // Overwrites [offset, offset+length) with data (or zeros when data is
+  // null) and sets the size to new_size. REQUIRES(InodeLock(ino)).
+  Status WriteRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t offset, uint64_t length, const char* data,
+                          uint64_t new_size);
+  Result<std::string> ReadBlock(uint64_t ino, uint64_t block) const;  // "" for a hole
+  void MaybePurge(uint64_t ino);
+
+  Store* store_;
+  Volume* vol_;
+  std::array<std::mutex, 32> inode_locks_;
+  std::mutex lookups_mu_;
+  std::unordered_map<uint64_t, uint64_t> lookups_;  // GUARDED_BY(lookups_mu_)
+};
+
+}  // namespace aspfs

@@ -1,0 +1,52 @@
+# The local control socket between the `aspfs` CLI and `aspfsd`
+# (docs/control-protocol.md). Every result carries `error`: empty on success,
+# else one line saying what went wrong.
+@0xaaf59ebfeb773ef3;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("aspfs::rpc");
+
+struct VolumeInfo {
+  name @0 :Text;
+  id @1 :UInt64;
+  epoch @2 :UInt64;
+  txid @3 :UInt64;
+  checksum @4 :UInt64;
+  usedBytes @5 :UInt64;
+  usedInodes @6 :UInt64;
+  quotaBytes @7 :UInt64;
+  quotaInodes @8 :UInt64;
+  createdNs @9 :Int64;
+  mountpoint @10 :Text;   # empty when not mounted
+  readOnly @11 :Bool;
+}
+
+struct JournalEntry {
+  txid @0 :UInt64;
+  epoch @1 :UInt64;
+  timeNs @2 :Int64;
+  checksum @3 :UInt64;
+  ops @4 :List(Text);
+}
+
+struct NodeStatus {
+  node @0 :Text;
+  store @1 :Text;
+  pid @2 :UInt32;
+  uptimeSeconds @3 :UInt64;
+  rssBytes @4 :UInt64;
+  version @5 :Text;
+  volumes @6 :List(VolumeInfo);
+}
+
+interface Control {
+  createVolume @0 (name :Text, quotaBytes :UInt64, quotaInodes :UInt64) -> (error :Text, info :VolumeInfo);
+  listVolumes @1 () -> (error :Text, volumes :List(VolumeInfo));
+  volumeInfo @2 (name :Text) -> (error :Text, info :VolumeInfo);
+  deleteVolume @3 (name :Text) -> (error :Text);
+  mount @4 (name :Text, dir :Text, readOnly :Bool) -> (error :Text, info :VolumeInfo);
+  umount @5 (dir :Text) -> (error :Text);
+  journalDump @6 (name :Text, from :UInt64, limit :UInt64) -> (error :Text, entries :List(JournalEntry));
+  status @7 () -> (error :Text, status :NodeStatus);
+  verifyVolume @8 (name :Text) -> (error :Text, info :VolumeInfo);
+}

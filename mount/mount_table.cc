@@ -1,0 +1,92 @@
+#include "mount/mount_table.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+
+namespace aspfs {
+
+Status MountTable::Mount(const std::string& volume, const std::string& dir, bool read_only) {
+  char resolved[PATH_MAX];
+  if (!realpath(dir.c_str(), resolved)) return Error(Code::kNotFound, "mount point " + dir + ": " + strerror(errno));
+  std::string path = resolved;
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return Error(Code::kNotDir, "mount point " + dir + " is not a directory");
+  }
+  auto vol = store_->FindVolume(volume);
+  if (!vol.ok()) return vol.status();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto it = volume_dirs_.find(volume); it != volume_dirs_.end()) {
+    return Error(Code::kBusy, "volume " + volume + " is already mounted at " + it->second);
+  }
+  if (mounts_.count(path)) return Error(Code::kBusy, path + " already holds a mount");
+  auto fs = std::make_unique<VolumeFs>(store_, *vol);
+  if (!read_only) ASPFS_RETURN_IF_ERROR(fs->PurgeOrphans().Context("mount " + volume));
+  FuseOptions options;
+  options.read_only = read_only;
+  auto server = FuseServer::Start(std::move(fs), path, options);
+  if (!server.ok()) return server.status();
+  // Live means the kernel has finished FUSE_INIT: a stat of the root answers.
+  struct stat root;
+  if (stat(path.c_str(), &root) != 0) {
+    (*server)->Stop(true).IgnoreError();
+    return Error(Code::kIo, "mount at " + path + " does not answer: " + strerror(errno));
+  }
+  mounts_[path] = std::move(*server);
+  volume_dirs_[volume] = path;
+  return Status::Ok();
+}
+
+Status MountTable::Unmount(const std::string& dir) {
+  char resolved[PATH_MAX];
+  // realpath of a mount point stats it: fine, our own threads answer.
+  std::string path = realpath(dir.c_str(), resolved) ? resolved : dir;
+  std::unique_ptr<FuseServer> server;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = mounts_.find(path);
+    if (it == mounts_.end()) return Error(Code::kNotFound, dir + " is not an aspfs mount of this daemon");
+    ASPFS_RETURN_IF_ERROR(it->second->Stop(false));
+    server = std::move(it->second);
+    mounts_.erase(it);
+    for (auto v = volume_dirs_.begin(); v != volume_dirs_.end(); ++v) {
+      if (v->second == path) {
+        volume_dirs_.erase(v);
+        break;
+      }
+    }
+  }
+  return store_->Sync();
+}
+
+void MountTable::UnmountAll() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [path, server] : mounts_) {
+    if (!server->Stop(false).ok()) server->Stop(true).IgnoreError();
+  }
+  mounts_.clear();
+  volume_dirs_.clear();
+  store_->Sync().IgnoreError();
+}
+
+std::vector<MountInfo> MountTable::List() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<MountInfo> out;
+  for (auto& [path, server] : mounts_) {
+    out.push_back(MountInfo{server->fs()->volume()->name(), path, server->options().read_only});
+  }
+  return out;
+}
+
+std::optional<MountInfo> MountTable::FindVolume(const std::string& volume) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = volume_dirs_.find(volume);
+  if (it == volume_dirs_.end()) return std::nullopt;
+  return MountInfo{volume, it->second, mounts_[it->second]->options().read_only};
+}
+
+}  // namespace aspfs

@@ -1,0 +1,46 @@
+// MountTable: the node's live FUSE mounts, at most one per volume. Mounting
+// purges the volume's orphans first (inodes unlinked while open when the
+// daemon last stopped).
+//
+// Thread-safety: all methods lock mu_; Unmount and UnmountAll release it
+// while the kernel flushes (that flush is served by the mount's own FUSE
+// threads, which never take mu_).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "aspfs/fuse_server.h"
+#include "journal/store.h"
+
+namespace aspfs {
+
+struct MountInfo {
+  std::string volume;
+  std::string dir;
+  bool read_only = false;
+};
+
+class MountTable {
+ public:
+  explicit MountTable(Store* store) : store_(store) {}
+  ~MountTable() { UnmountAll(); }
+
+  Status Mount(const std::string& volume, const std::string& dir, bool read_only);
+  Status Unmount(const std::string& dir);
+  // SIGTERM: unmount everything; mounts in use are detached.
+  void UnmountAll();
+  std::vector<MountInfo> List();
+  std::optional<MountInfo> FindVolume(const std::string& volume);
+
+ private:
+  Store* store_;
+  std::mutex mu_;
+  std::map<std::string, std::unique_ptr<FuseServer>> mounts_;  // by dir; GUARDED_BY(mu_)
+  std::map<std::string, std::string> volume_dirs_;              // volume -> dir; GUARDED_BY(mu_)
+};
+
+}  // namespace aspfs
