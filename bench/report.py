@@ -248,9 +248,8 @@ def markdown(doc):
                 w("\n  ```\n" + "\n".join("  " + l for l in e["log_tail"].splitlines())
                   + "\n  ```")
         w("")
-    w("Every run's figures are in `latest.json`; plots: `throughput.png`, "
-      "`iops.png`, `metadata.png`, `realwork.png`, `density.png`, "
-      "`ratios.png`.\n")
+    w("Every run's figures are in `latest.json`; the plots are the PNG files "
+      "beside it.\n")
     return "\n".join(out)
 
 

@@ -1,0 +1,494 @@
+// POSIX behaviour of a mounted volume, checked with real syscalls against
+// what Linux documents (ext4 as the reference).
+#include <dirent.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/falloc.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "tests/harness.h"
+
+namespace aspfs::testing {
+namespace {
+
+class PosixTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    tmp_ = new TempDir();
+    daemon_ = new Daemon(tmp_->path());
+    daemon_->Start();
+    mnt_ = new std::string(daemon_->CreateAndMount("posix"));
+  }
+  static void TearDownTestSuite() {
+    EXPECT_EQ(0, daemon_->Stop());
+    delete daemon_;
+    delete tmp_;
+    delete mnt_;
+  }
+  void SetUp() override {
+    dir_ = *mnt_ + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    ASSERT_EQ(0, mkdir(dir_.c_str(), 0777)) << strerror(errno);
+  }
+  std::string P(const std::string& name) const { return dir_ + "/" + name; }
+  static int Errno(int rc) { return rc < 0 ? errno : 0; }
+
+  static TempDir* tmp_;
+  static Daemon* daemon_;
+  static std::string* mnt_;
+  std::string dir_;
+};
+TempDir* PosixTest::tmp_;
+Daemon* PosixTest::daemon_;
+std::string* PosixTest::mnt_;
+
+struct stat Stat(const std::string& path) {
+  struct stat st;
+  memset(&st, 0, sizeof st);
+  EXPECT_EQ(0, lstat(path.c_str(), &st)) << path << ": " << strerror(errno);
+  return st;
+}
+
+TEST_F(PosixTest, CreateWriteReadList) {
+  WriteFile(P("a"), "hello");
+  EXPECT_EQ("hello", ReadFile(P("a")));
+  ASSERT_EQ(0, mkdir(P("sub").c_str(), 0755));
+  std::set<std::string> names;
+  DIR* d = opendir(dir_.c_str());
+  while (dirent* e = readdir(d)) names.insert(e->d_name);
+  closedir(d);
+  EXPECT_EQ((std::set<std::string>{".", "..", "a", "sub"}), names);
+}
+
+TEST_F(PosixTest, LargeFileAcrossBlocksRoundTrips) {
+  std::string data(1 << 20 | 12345, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>((i * 2654435761u) >> 13);
+  WriteFile(P("big"), data);
+  EXPECT_EQ(data, ReadFile(P("big")));
+  EXPECT_EQ(static_cast<off_t>(data.size()), Stat(P("big")).st_size);
+}
+
+TEST_F(PosixTest, HardLinksCountAndSurviveUnlink) {
+  WriteFile(P("f"), "data");
+  ASSERT_EQ(0, link(P("f").c_str(), P("g").c_str()));
+  EXPECT_EQ(2u, Stat(P("f")).st_nlink);
+  EXPECT_EQ(Stat(P("f")).st_ino, Stat(P("g")).st_ino);
+  EXPECT_EQ(EEXIST, Errno(link(P("f").c_str(), P("g").c_str())));
+  ASSERT_EQ(0, unlink(P("f").c_str()));
+  EXPECT_EQ(1u, Stat(P("g")).st_nlink);
+  EXPECT_EQ("data", ReadFile(P("g")));
+  ASSERT_EQ(0, mkdir(P("d").c_str(), 0755));
+  EXPECT_EQ(EPERM, Errno(link(P("d").c_str(), P("d2").c_str())));
+  ASSERT_EQ(0, mkdir(P("d/e").c_str(), 0755));
+  EXPECT_EQ(3u, Stat(P("d")).st_nlink);
+}
+
+TEST_F(PosixTest, RenameReplaceNoReplaceExchange) {
+  WriteFile(P("a"), "A");
+  WriteFile(P("b"), "B");
+  ASSERT_EQ(0, mkdir(P("d").c_str(), 0755));
+  EXPECT_EQ(EEXIST, Errno(renameat2(AT_FDCWD, P("a").c_str(), AT_FDCWD, P("b").c_str(), RENAME_NOREPLACE)));
+  ASSERT_EQ(0, renameat2(AT_FDCWD, P("a").c_str(), AT_FDCWD, P("b").c_str(), RENAME_EXCHANGE));
+  EXPECT_EQ("B", ReadFile(P("a")));
+  EXPECT_EQ("A", ReadFile(P("b")));
+  EXPECT_EQ(ENOENT, Errno(renameat2(AT_FDCWD, P("a").c_str(), AT_FDCWD, P("zz").c_str(), RENAME_EXCHANGE)));
+  ASSERT_EQ(0, rename(P("a").c_str(), P("d/a").c_str()));
+  ASSERT_EQ(0, rename(P("b").c_str(), P("d/a").c_str()));
+  EXPECT_EQ("A", ReadFile(P("d/a")));
+  EXPECT_EQ(ENOENT, Errno(access(P("b").c_str(), F_OK)));
+  ASSERT_EQ(0, mkdir(P("d/sub").c_str(), 0755));
+  EXPECT_EQ(EINVAL, Errno(rename(P("d").c_str(), P("d/sub/x").c_str())));
+  ASSERT_EQ(0, mkdir(P("e").c_str(), 0755));
+  WriteFile(P("e/f"), "x");
+  EXPECT_EQ(ENOTEMPTY, Errno(rename(P("d/sub").c_str(), P("e").c_str())));
+  EXPECT_EQ(EISDIR, Errno(rename(P("d/a").c_str(), P("e").c_str())));
+  EXPECT_EQ(ENOTDIR, Errno(rename(P("e").c_str(), P("d/a").c_str())));
+}
+
+TEST_F(PosixTest, OpenButUnlinkedFileStaysUsableThenGoes) {
+  int fd = open(P("tmp").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(0, unlink(P("tmp").c_str()));
+  std::string data(200000, 'u');
+  ASSERT_EQ(static_cast<ssize_t>(data.size()), pwrite(fd, data.data(), data.size(), 0));
+  struct stat st;
+  ASSERT_EQ(0, fstat(fd, &st));
+  EXPECT_EQ(0u, st.st_nlink);
+  std::string back(data.size(), '\0');
+  ASSERT_EQ(static_cast<ssize_t>(data.size()), pread(fd, back.data(), back.size(), 0));
+  EXPECT_EQ(data, back);
+  EXPECT_EQ(ENOENT, Errno(access(P("tmp").c_str(), F_OK)));
+  close(fd);
+}
+
+TEST_F(PosixTest, SparseFilesAndSeekDataHole) {
+  int fd = open(P("sparse").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd, 0);
+  const off_t far = 10 << 20;
+  ASSERT_EQ(4, pwrite(fd, "tail", 4, far));
+  ASSERT_EQ(0, fsync(fd));
+  EXPECT_EQ(far + 4, lseek(fd, 0, SEEK_END));
+  char buf[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+  ASSERT_EQ(8, pread(fd, buf, 8, 4096));
+  EXPECT_EQ(std::string(8, '\0'), std::string(buf, 8));
+  off_t data_at = lseek(fd, 0, SEEK_DATA);
+  EXPECT_LE(data_at, far);
+  EXPECT_GT(data_at, 1 << 20);  // the leading megabytes are a hole
+  EXPECT_EQ(0, lseek(fd, 0, SEEK_HOLE));
+  EXPECT_EQ(far + 4, lseek(fd, far, SEEK_HOLE));
+  EXPECT_EQ(-1, lseek(fd, far + 4, SEEK_DATA));
+  EXPECT_EQ(ENXIO, errno);
+  struct stat st;
+  ASSERT_EQ(0, fstat(fd, &st));
+  EXPECT_LT(st.st_blocks * 512, 1 << 20);  // holes take no space
+  close(fd);
+}
+
+TEST_F(PosixTest, FilesBeyondFourGiB) {
+  int fd = open(P("huge").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd, 0);
+  const off_t at = (5ll << 30) + 123;
+  ASSERT_EQ(6, pwrite(fd, "beyond", 6, at));
+  close(fd);
+  EXPECT_EQ(at + 6, Stat(P("huge")).st_size);
+  fd = open(P("huge").c_str(), O_RDONLY);
+  char buf[6];
+  ASSERT_EQ(6, pread(fd, buf, 6, at));
+  EXPECT_EQ("beyond", std::string(buf, 6));
+  close(fd);
+  ASSERT_EQ(0, truncate(P("huge").c_str(), 1ll << 32));
+  EXPECT_EQ(1ll << 32, Stat(P("huge")).st_size);
+}
+
+TEST_F(PosixTest, TruncateZeroesTheCutTail) {
+  WriteFile(P("t"), std::string(100000, 'x'));
+  ASSERT_EQ(0, truncate(P("t").c_str(), 70000));
+  ASSERT_EQ(0, truncate(P("t").c_str(), 90000));
+  std::string data = ReadFile(P("t"));
+  ASSERT_EQ(90000u, data.size());
+  EXPECT_EQ(std::string(70000, 'x'), data.substr(0, 70000));
+  EXPECT_EQ(std::string(20000, '\0'), data.substr(70000));
+  WriteFile(P("small"), "0123456789");
+  ASSERT_EQ(0, truncate(P("small").c_str(), 3));
+  ASSERT_EQ(0, truncate(P("small").c_str(), 6));
+  EXPECT_EQ(std::string("012\0\0\0", 6), ReadFile(P("small")));
+}
+
+TEST_F(PosixTest, OpenFlagsAppendTruncExcl) {
+  WriteFile(P("f"), "start");
+  int fd = open(P("f").c_str(), O_WRONLY | O_APPEND);
+  ASSERT_EQ(4, write(fd, "-end", 4));
+  close(fd);
+  EXPECT_EQ("start-end", ReadFile(P("f")));
+  EXPECT_EQ(EEXIST, Errno(open(P("f").c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644)));
+  fd = open(P("f").c_str(), O_WRONLY | O_TRUNC);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  EXPECT_EQ(0, Stat(P("f")).st_size);
+}
+
+TEST_F(PosixTest, FallocateModes) {
+  int fd = open(P("fa").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(0, fallocate(fd, 0, 0, 300000));
+  EXPECT_EQ(300000, Stat(P("fa")).st_size);
+  ASSERT_EQ(0, fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 500000));
+  EXPECT_EQ(300000, Stat(P("fa")).st_size);
+  std::string ones(300000, '1');
+  ASSERT_EQ(300000, pwrite(fd, ones.data(), ones.size(), 0));
+  ASSERT_EQ(0, fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 1000, 200000));
+  std::string back(300000, '\0');
+  ASSERT_EQ(300000, pread(fd, back.data(), back.size(), 0));
+  EXPECT_EQ(std::string(1000, '1'), back.substr(0, 1000));
+  EXPECT_EQ(std::string(200000, '\0'), back.substr(1000, 200000));
+  EXPECT_EQ(std::string(99000, '1'), back.substr(201000));
+  ASSERT_EQ(0, fallocate(fd, FALLOC_FL_ZERO_RANGE, 299000, 2000));
+  EXPECT_EQ(301000, Stat(P("fa")).st_size);
+  close(fd);
+}
+
+TEST_F(PosixTest, Xattrs) {
+  WriteFile(P("x"), "");
+  const char* path = P("x").c_str();
+  std::string p = P("x");
+  ASSERT_EQ(0, setxattr(p.c_str(), "user.color", "blue", 4, 0));
+  ASSERT_EQ(0, setxattr(p.c_str(), "trusted.t", "T", 1, 0));
+  ASSERT_EQ(0, setxattr(p.c_str(), "security.s", "S", 1, 0));
+  EXPECT_EQ(EEXIST, Errno(setxattr(p.c_str(), "user.color", "red", 3, XATTR_CREATE)));
+  EXPECT_EQ(ENODATA, Errno(setxattr(p.c_str(), "user.none", "x", 1, XATTR_REPLACE)));
+  char buf[64];
+  ASSERT_EQ(4, getxattr(p.c_str(), "user.color", buf, sizeof buf));
+  EXPECT_EQ("blue", std::string(buf, 4));
+  EXPECT_EQ(4, getxattr(p.c_str(), "user.color", nullptr, 0));
+  EXPECT_EQ(ERANGE, Errno(getxattr(p.c_str(), "user.color", buf, 2)));
+  EXPECT_EQ(ENODATA, Errno(getxattr(p.c_str(), "user.none", buf, sizeof buf)));
+  char names[256];
+  ssize_t n = listxattr(p.c_str(), names, sizeof names);
+  ASSERT_GT(n, 0);
+  std::set<std::string> got;
+  for (ssize_t i = 0; i < n; i += strlen(names + i) + 1) got.insert(names + i);
+  EXPECT_TRUE(got.count("user.color") && got.count("trusted.t") && got.count("security.s"));
+  ASSERT_EQ(0, removexattr(p.c_str(), "user.color"));
+  EXPECT_EQ(ENODATA, Errno(removexattr(p.c_str(), "user.color")));
+  (void)path;
+}
+
+TEST_F(PosixTest, BadNamesAndPaths) {
+  std::string long_name(256, 'n');
+  EXPECT_EQ(ENAMETOOLONG, Errno(open(P(long_name).c_str(), O_CREAT | O_WRONLY, 0644)));
+  EXPECT_EQ(ENAMETOOLONG, Errno(mkdir(P(long_name).c_str(), 0755)));
+  std::string max_name(255, 'm');
+  int fd = open(P(max_name).c_str(), O_CREAT | O_WRONLY, 0644);
+  EXPECT_GE(fd, 0);
+  close(fd);
+  WriteFile(P("file"), "x");
+  EXPECT_EQ(ENOTDIR, Errno(open(P("file/child").c_str(), O_CREAT | O_WRONLY, 0644)));
+  EXPECT_EQ(ENOTDIR, Errno(mkdir(P("file/d").c_str(), 0755)));
+  EXPECT_EQ(ENOENT, Errno(open(P("missing/child").c_str(), O_RDONLY)));
+  EXPECT_EQ(EISDIR, Errno(open(dir_.c_str(), O_WRONLY)));
+  EXPECT_EQ(ENOTEMPTY, Errno(rmdir(dir_.c_str())));
+  EXPECT_EQ(ENOTDIR, Errno(rmdir(P("file").c_str())));
+  EXPECT_EQ(EISDIR, Errno(unlink(*mnt_ == "" ? "" : dir_.c_str())));
+}
+
+TEST_F(PosixTest, SpecialFiles) {
+  ASSERT_EQ(0, mkfifo(P("fifo").c_str(), 0600));
+  EXPECT_TRUE(S_ISFIFO(Stat(P("fifo")).st_mode));
+  ASSERT_EQ(0, mknod(P("null").c_str(), S_IFCHR | 0666, makedev(1, 3)));
+  struct stat st = Stat(P("null"));
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
+  EXPECT_EQ(makedev(1, 3), st.st_rdev);
+  // The mount allows device nodes (dev): writing to this /dev/null works.
+  int fd = open(P("null").c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  EXPECT_EQ(3, write(fd, "abc", 3));
+  close(fd);
+  ASSERT_EQ(0, mknod(P("blk").c_str(), S_IFBLK | 0600, makedev(7, 0)));
+  EXPECT_TRUE(S_ISBLK(Stat(P("blk")).st_mode));
+  int s = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  std::string sock_path = P("sock");
+  if (sock_path.size() < sizeof addr.sun_path) {
+    strcpy(addr.sun_path, sock_path.c_str());
+    ASSERT_EQ(0, bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr)) << strerror(errno);
+    EXPECT_TRUE(S_ISSOCK(Stat(sock_path).st_mode));
+  }
+  close(s);
+  ASSERT_EQ(0, symlink("../some/target", P("link").c_str()));
+  char target[64];
+  ssize_t n = readlink(P("link").c_str(), target, sizeof target);
+  ASSERT_EQ(14, n);
+  EXPECT_EQ("../some/target", std::string(target, n));
+  EXPECT_TRUE(S_ISLNK(Stat(P("link")).st_mode));
+}
+
+TEST_F(PosixTest, SetattrModeOwnerTimes) {
+  WriteFile(P("f"), "x");
+  ASSERT_EQ(0, chmod(P("f").c_str(), 04751));
+  EXPECT_EQ(04751u, Stat(P("f")).st_mode & 07777);
+  ASSERT_EQ(0, chown(P("f").c_str(), 1234, 5678));
+  struct stat st = Stat(P("f"));
+  EXPECT_EQ(1234u, st.st_uid);
+  EXPECT_EQ(5678u, st.st_gid);
+  EXPECT_EQ(0751u, st.st_mode & 07777);  // chown clears set-user-ID
+  struct timespec times[2] = {{1000, 5}, {2000, 7}};
+  ASSERT_EQ(0, utimensat(AT_FDCWD, P("f").c_str(), times, 0));
+  st = Stat(P("f"));
+  EXPECT_EQ(1000, st.st_atim.tv_sec);
+  EXPECT_EQ(5, st.st_atim.tv_nsec);
+  EXPECT_EQ(2000, st.st_mtim.tv_sec);
+  struct timespec omit_now[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
+  ASSERT_EQ(0, utimensat(AT_FDCWD, P("f").c_str(), omit_now, 0));
+  st = Stat(P("f"));
+  EXPECT_EQ(1000, st.st_atim.tv_sec);
+  EXPECT_GT(st.st_mtim.tv_sec, 1700000000);
+}
+
+TEST_F(PosixTest, WriteByOtherUserClearsSetuid) {
+  WriteFile(P("suid"), "x");
+  ASSERT_EQ(0, chmod(P("suid").c_str(), 04777));
+  ASSERT_EQ(0, chmod(dir_.c_str(), 0777));
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (setgid(4321) != 0 || setuid(4321) != 0) _exit(2);
+    int fd = open(P("suid").c_str(), O_WRONLY | O_APPEND);
+    if (fd < 0) _exit(3);
+    if (write(fd, "y", 1) != 1) _exit(4);
+    close(fd);
+    _exit(0);
+  }
+  int status;
+  waitpid(pid, &status, 0);
+  ASSERT_EQ(0, WEXITSTATUS(status));
+  EXPECT_EQ(0777u, Stat(P("suid")).st_mode & 07777);
+  EXPECT_EQ("xy", ReadFile(P("suid")));
+}
+
+TEST_F(PosixTest, PermissionsAreEnforcedForOtherUsers) {
+  WriteFile(P("private"), "secret");
+  ASSERT_EQ(0, chmod(P("private").c_str(), 0600));
+  WriteFile(P("public"), "open");
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (setgid(4321) != 0 || setuid(4321) != 0) _exit(2);
+    int fd = open(P("public").c_str(), O_RDONLY);
+    if (fd < 0) _exit(3);  // the path itself must be reachable
+    close(fd);
+    fd = open(P("private").c_str(), O_RDONLY);
+    _exit(fd < 0 && errno == EACCES ? 0 : 1);
+  }
+  int status;
+  waitpid(pid, &status, 0);
+  EXPECT_EQ(0, WEXITSTATUS(status));
+}
+
+TEST_F(PosixTest, SetgidDirectoryInheritance) {
+  ASSERT_EQ(0, mkdir(P("g").c_str(), 0775));
+  ASSERT_EQ(0, chown(P("g").c_str(), 0, 777));
+  ASSERT_EQ(0, chmod(P("g").c_str(), 02775));
+  WriteFile(P("g/f"), "x");
+  ASSERT_EQ(0, mkdir(P("g/d").c_str(), 0755));
+  EXPECT_EQ(777u, Stat(P("g/f")).st_gid);
+  EXPECT_EQ(777u, Stat(P("g/d")).st_gid);
+  EXPECT_TRUE(Stat(P("g/d")).st_mode & S_ISGID);
+}
+
+TEST_F(PosixTest, ReaddirOffsetsStayStableWhileDirectoryChanges) {
+  for (int i = 0; i < 300; ++i) WriteFile(P("f" + std::to_string(i)), "");
+  DIR* d = opendir(dir_.c_str());
+  ASSERT_NE(nullptr, d);
+  std::multiset<std::string> seen;
+  for (int i = 0; i < 100; ++i) {
+    dirent* e = readdir(d);
+    ASSERT_NE(nullptr, e);
+    seen.insert(e->d_name);
+  }
+  long pos = telldir(d);
+  // Remove and add names while the stream is open; POSIX leaves the new
+  // and removed names unspecified, but every untouched name must appear
+  // exactly once.
+  std::set<std::string> removed;
+  for (int i = 0; i < 300; i += 7) {
+    std::string name = "f" + std::to_string(i);
+    if (!seen.count(name)) {
+      unlink(P(name).c_str());
+      removed.insert(name);
+    }
+  }
+  for (int i = 0; i < 50; ++i) WriteFile(P("new" + std::to_string(i)), "");
+  seekdir(d, pos);
+  while (dirent* e = readdir(d)) seen.insert(e->d_name);
+  closedir(d);
+  for (int i = 0; i < 300; ++i) {
+    std::string name = "f" + std::to_string(i);
+    if (removed.count(name)) continue;
+    EXPECT_EQ(1u, seen.count(name)) << name;
+  }
+}
+
+TEST_F(PosixTest, FsyncVariantsSucceed) {
+  int fd = open(P("s").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_EQ(5, write(fd, "12345", 5));
+  EXPECT_EQ(0, fsync(fd));
+  EXPECT_EQ(0, fdatasync(fd));
+  close(fd);
+  int dfd = open(dir_.c_str(), O_RDONLY | O_DIRECTORY);
+  EXPECT_EQ(0, fsync(dfd));
+  close(dfd);
+  EXPECT_EQ(0, syncfs(dfd) == 0 || errno == EBADF ? 0 : 1);
+}
+
+TEST_F(PosixTest, StatfsReportsUnlimitedVolumeSanely) {
+  struct statvfs st;
+  ASSERT_EQ(0, statvfs(dir_.c_str(), &st));
+  EXPECT_EQ(255u, st.f_namemax);
+  EXPECT_GT(st.f_blocks, 0u);
+  EXPECT_GE(st.f_blocks, st.f_bfree);
+}
+
+// Quota tests use a volume of their own.
+TEST(QuotaTest, BytesAndInodesAreEnforcedAndReported) {
+  TempDir tmp;
+  Daemon daemon(tmp.path());
+  daemon.Start();
+  std::string mnt = daemon.CreateAndMount("q", {"--quota-bytes", "1M", "--quota-inodes", "20"});
+  struct statvfs st;
+  ASSERT_EQ(0, statvfs(mnt.c_str(), &st));
+  EXPECT_EQ(256u, st.f_blocks);  // 1 MiB in 4 KiB blocks
+  EXPECT_EQ(20u, st.f_files);
+
+  int fd = open((mnt + "/fill").c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0);
+  std::string chunk(64 * 1024, 'q');
+  int err = 0;
+  for (int i = 0; i < 40 && !err; ++i) {
+    if (write(fd, chunk.data(), chunk.size()) < 0) err = errno;
+    if (!err && fsync(fd) < 0) err = errno;
+  }
+  close(fd);
+  EXPECT_EQ(EDQUOT, err);
+  ASSERT_EQ(0, statvfs(mnt.c_str(), &st));
+  EXPECT_LT(st.f_bavail, 32u);
+
+  auto info = daemon.Cli({"volume", "info", "q", "--json"});
+  ASSERT_EQ(0, info.exit_code) << info.err;
+  auto j = nlohmann::json::parse(info.out);
+  EXPECT_EQ(1u << 20, j["quota_bytes"].get<uint64_t>());
+  EXPECT_GT(j["used_bytes"].get<uint64_t>(), 900u * 1024);
+  EXPECT_LE(j["used_bytes"].get<uint64_t>(), 1u << 20);
+
+  // Freeing space makes room again.
+  ASSERT_EQ(0, unlink((mnt + "/fill").c_str()));
+  WriteFile(mnt + "/after", std::string(100000, 'a'));
+  EXPECT_EQ(100000u, ReadFile(mnt + "/after").size());
+
+  int inode_err = 0;
+  for (int i = 0; i < 30 && !inode_err; ++i) {
+    int f = open((mnt + "/i" + std::to_string(i)).c_str(), O_CREAT | O_WRONLY, 0644);
+    if (f < 0) inode_err = errno;
+    else close(f);
+  }
+  EXPECT_EQ(EDQUOT, inode_err);
+  EXPECT_EQ(0, daemon.Stop());
+}
+
+TEST(MountTest, DataSurvivesUmountAndRemount) {
+  TempDir tmp;
+  Daemon daemon(tmp.path());
+  daemon.Start();
+  std::string mnt = daemon.CreateAndMount("r");
+  std::string data(333333, 'r');
+  WriteFile(mnt + "/f", data);
+  ASSERT_EQ(0, mkdir((mnt + "/d").c_str(), 0700));
+  ASSERT_EQ(0, daemon.Cli({"umount", mnt}).exit_code);
+  EXPECT_NE(0, access((mnt + "/f").c_str(), F_OK));
+  ASSERT_EQ(0, daemon.Cli({"mount", "r", mnt}).exit_code);
+  EXPECT_EQ(data, ReadFile(mnt + "/f"));
+  EXPECT_EQ(0700u, Stat(mnt + "/d").st_mode & 07777);
+  // A read-only mount serves the same tree and refuses writes.
+  ASSERT_EQ(0, daemon.Cli({"umount", mnt}).exit_code);
+  ASSERT_EQ(0, daemon.Cli({"mount", "r", mnt, "--ro"}).exit_code);
+  EXPECT_EQ(data, ReadFile(mnt + "/f"));
+  EXPECT_EQ(-1, open((mnt + "/new").c_str(), O_CREAT | O_WRONLY, 0644));
+  EXPECT_EQ(EROFS, errno);
+  auto verify = daemon.Cli({"volume", "verify", "r"});
+  EXPECT_EQ(0, verify.exit_code) << verify.err;
+  EXPECT_EQ(0, daemon.Stop());
+}
+
+}  // namespace
+}  // namespace aspfs::testing
