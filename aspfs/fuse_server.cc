@@ -338,7 +338,7 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Start(std::unique_ptr<VolumeFs> 
   fuse_session* se = server->session_;
   server->loop_ = std::thread([se] {
     fuse_loop_config* config = fuse_loop_cfg_create();
-    fuse_loop_cfg_set_idle_threads(config, 1);
+    fuse_loop_cfg_set_idle_threads(config, 4);
     fuse_loop_cfg_set_max_threads(config, 16);
     fuse_session_loop_mt(se, config);
     fuse_loop_cfg_destroy(config);
