@@ -14,6 +14,8 @@
 namespace aspfs {
 namespace {
 
+constexpr size_t kMaxBufferedBytes = 8 << 20;  // per inode, before a commit is forced
+
 void SetTime(struct timespec* ts, int64_t ns) {
   ts->tv_sec = ns / 1000000000;
   ts->tv_nsec = ns % 1000000000;
@@ -103,6 +105,7 @@ void VolumeFs::MaybePurge(uint64_t ino) {
   }
   auto rec = LoadInode(ino);
   if (!rec.ok() || rec->nlink != 0) return;
+  DropPending(ino);  // nobody can read it any more
   // A failed purge leaves the orphan for the next mount's PurgeOrphans.
   Commit(op::Purge{ino}).status().IgnoreError();
 }
@@ -124,6 +127,7 @@ Result<struct stat> VolumeFs::Lookup(uint64_t parent, const std::string& name) {
 }
 
 Result<struct stat> VolumeFs::GetAttr(uint64_t ino) {
+  ASPFS_RETURN_IF_ERROR(Flush(ino));
   auto rec = LoadInode(ino);
   if (!rec.ok()) return rec.status();
   return ToStat(ino, *rec);
@@ -131,6 +135,7 @@ Result<struct stat> VolumeFs::GetAttr(uint64_t ino) {
 
 Result<struct stat> VolumeFs::SetAttr(uint64_t ino, const struct stat& attr, int to_set) {
   std::lock_guard<std::mutex> inode_lock(InodeLock(ino));
+  ASPFS_RETURN_IF_ERROR(FlushLocked(ino));
   int64_t now = NowNs();
   op::SetAttr o;
   o.ino = ino;
@@ -168,7 +173,9 @@ Result<struct stat> VolumeFs::SetAttr(uint64_t ino, const struct stat& attr, int
   txn.ops.push_back(o);
   auto committed = vol_->Commit(&txn);
   if (!committed.ok()) return committed.status();
-  return GetAttr(ino);
+  auto rec = LoadInode(ino);
+  if (!rec.ok()) return rec.status();
+  return ToStat(ino, *rec);
 }
 
 Result<struct stat> VolumeFs::Mknod(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev,
@@ -253,6 +260,7 @@ Result<std::string> VolumeFs::ReadBlock(uint64_t ino, uint64_t block) const {
 }
 
 Result<std::string> VolumeFs::Read(uint64_t ino, uint64_t offset, size_t size) {
+  ASPFS_RETURN_IF_ERROR(Flush(ino));
   auto rec = LoadInode(ino);
   if (!rec.ok()) return rec.status();
   if (IsDir(rec->mode)) return Error(Code::kIsDir, "is a directory");
@@ -297,12 +305,119 @@ Result<size_t> VolumeFs::Write(uint64_t ino, uint64_t offset, std::string_view d
   if (data.empty()) return size_t{0};
   if (offset + data.size() > kMaxFileSize) return Error(Code::kTooBig, "file too large");
   std::lock_guard<std::mutex> inode_lock(InodeLock(ino));
-  auto rec = LoadInode(ino);
-  if (!rec.ok()) return rec.status();
-  if (!IsRegular(rec->mode)) return Error(Code::kInvalid, "not a regular file");
-  uint64_t new_size = std::max<uint64_t>(rec->size, offset + data.size());
-  ASPFS_RETURN_IF_ERROR(WriteRangeLocked(ino, *rec, offset, data.size(), data.data(), new_size));
+  PendingWrite* pending = FindPending(ino);
+  const uint64_t end = offset + data.size();
+  if (!pending) {
+    auto rec = LoadInode(ino);
+    if (!rec.ok()) return rec.status();
+    if (!IsRegular(rec->mode)) return Error(Code::kInvalid, "not a regular file");
+    auto has_blocks = HasBlocks(ino);
+    if (!has_blocks.ok()) return has_blocks.status();
+    if (!*has_blocks && end <= kInlineMax) {
+      // Small files stay inline, one small txn per write.
+      ASPFS_RETURN_IF_ERROR(Commit(op::WriteInline{ino, offset, std::string(data)}).status());
+      return data.size();
+    }
+    auto fresh = std::make_unique<PendingWrite>();
+    fresh->size = rec->size;
+    fresh->has_blocks = *has_blocks;
+    if (!*has_blocks && !rec->inline_data.empty()) fresh->blocks[0] = rec->inline_data;  // leaving inline
+    pending = fresh.get();
+    std::lock_guard<std::mutex> lock(dirty_mu_);
+    dirty_[ino] = std::move(fresh);
+  }
+  for (uint64_t b = offset / kBlockSize; b <= (end - 1) / kBlockSize; ++b) {
+    auto it = pending->blocks.find(b);
+    if (it == pending->blocks.end()) {
+      std::string content;
+      if (pending->has_blocks) {
+        auto existing = ReadBlock(ino, b);
+        if (!existing.ok()) return existing.status();
+        content = std::move(*existing);
+      }
+      it = pending->blocks.emplace(b, std::move(content)).first;
+    }
+    std::string& content = it->second;
+    const uint64_t bstart = b * kBlockSize;
+    const uint64_t lo = std::max(offset, bstart) - bstart;
+    const uint64_t hi = std::min(end, bstart + kBlockSize) - bstart;
+    if (content.size() < hi) {
+      pending->bytes += hi - content.size();
+      buffered_bytes_ += hi - content.size();
+      content.resize(hi, '\0');
+    }
+    memcpy(content.data() + lo, data.data() + (bstart + lo - offset), hi - lo);
+  }
+  pending->size = std::max(pending->size, end);
+  if (pending->bytes >= kMaxBufferedBytes) ASPFS_RETURN_IF_ERROR(FlushLocked(ino));
   return data.size();
+}
+
+VolumeFs::PendingWrite* VolumeFs::FindPending(uint64_t ino) {
+  std::lock_guard<std::mutex> lock(dirty_mu_);
+  auto it = dirty_.find(ino);
+  return it == dirty_.end() ? nullptr : it->second.get();
+}
+
+void VolumeFs::DropPending(uint64_t ino) {
+  std::lock_guard<std::mutex> lock(dirty_mu_);
+  auto it = dirty_.find(ino);
+  if (it == dirty_.end()) return;
+  buffered_bytes_ -= it->second->bytes;
+  dirty_.erase(it);
+}
+
+Status VolumeFs::FlushLocked(uint64_t ino) {
+  std::unique_ptr<PendingWrite> pending;
+  {
+    std::lock_guard<std::mutex> lock(dirty_mu_);
+    auto it = dirty_.find(ino);
+    if (it == dirty_.end()) return Status::Ok();
+    pending = std::move(it->second);
+    dirty_.erase(it);
+  }
+  buffered_bytes_ -= pending->bytes;
+  // Hashing and compression happen here, outside the volume's commit lock.
+  op::SetBlocks o;
+  o.ino = ino;
+  o.size = pending->size;
+  for (auto& [b, content] : pending->blocks) {
+    if (content.empty()) {
+      o.blocks.push_back(op::BlockRef{b, ChunkId{}, 0});
+      continue;
+    }
+    ChunkId id = HashChunk(content);
+    ASPFS_RETURN_IF_ERROR(store_->PutChunk(id, content));
+    o.blocks.push_back(op::BlockRef{b, id, static_cast<uint32_t>(content.size())});
+  }
+  // A failed commit (quota, store error) drops the buffered data: the error
+  // reaches the writer at fsync or close, as a failed writeback would.
+  return Commit(std::move(o)).status().Context("commit buffered writes of inode " + std::to_string(ino));
+}
+
+Status VolumeFs::Flush(uint64_t ino) {
+  if (buffered_bytes_.load() == 0 && !FindPending(ino)) return Status::Ok();
+  std::lock_guard<std::mutex> inode_lock(InodeLock(ino));
+  return FlushLocked(ino);
+}
+
+Status VolumeFs::FlushAll() {
+  std::vector<uint64_t> inodes;
+  {
+    std::lock_guard<std::mutex> lock(dirty_mu_);
+    for (auto& [ino, pending] : dirty_) inodes.push_back(ino);
+  }
+  Status first_error;
+  for (uint64_t ino : inodes) {
+    Status s = Flush(ino);
+    if (!s.ok() && first_error.ok()) first_error = s;
+  }
+  return first_error;
+}
+
+Status VolumeFs::Fsync(uint64_t ino) {
+  ASPFS_RETURN_IF_ERROR(Flush(ino));
+  return store_->Sync();
 }
 
 Status VolumeFs::WriteRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t offset, uint64_t length,
@@ -358,6 +473,7 @@ Status VolumeFs::Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t len
   if (length == 0) return Error(Code::kInvalid, "zero length");
   if (offset + length > kMaxFileSize) return Error(Code::kTooBig, "file too large");
   std::lock_guard<std::mutex> inode_lock(InodeLock(ino));
+  ASPFS_RETURN_IF_ERROR(FlushLocked(ino));
   auto rec = LoadInode(ino);
   if (!rec.ok()) return rec.status();
   if (IsDir(rec->mode)) return Error(Code::kIsDir, "is a directory");
@@ -399,6 +515,7 @@ Status VolumeFs::Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t len
 }
 
 Result<uint64_t> VolumeFs::Lseek(uint64_t ino, uint64_t offset, int whence) {
+  ASPFS_RETURN_IF_ERROR(Flush(ino));
   auto rec = LoadInode(ino);
   if (!rec.ok()) return rec.status();
   if (whence != SEEK_DATA && whence != SEEK_HOLE) return Error(Code::kInvalid, "bad whence");

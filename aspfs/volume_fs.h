@@ -6,13 +6,16 @@
 // Data writes to one inode are serialized by a striped inode lock (held
 // across read-modify-write of blocks and the commit); the volume's commit
 // mutex (inside Volume::Commit) is taken under it. Lock order: inode stripe,
-// then lookups_mu_ or Volume::mu_. No lock is held across a reply.
+// then dirty_mu_, lookups_mu_ or Volume::mu_. No lock is held across a reply.
 #pragma once
 
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #include <array>
+#include <atomic>
+#include <map>
+#include <memory>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -66,7 +69,16 @@ class VolumeFs {
   Result<size_t> Write(uint64_t ino, uint64_t offset, std::string_view data);
   Status Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t length);
   Result<uint64_t> Lseek(uint64_t ino, uint64_t offset, int whence);
+  // Commits ino's buffered writes (close, flush, and before anything that
+  // reads or changes the file).
+  Status Flush(uint64_t ino);
+  // Commits every buffered write of the volume (group-commit timer, unmount).
+  Status FlushAll();
+  // fsync/fdatasync: ino's buffered writes committed, then the WAL synced.
+  Status Fsync(uint64_t ino);
+  // fsyncdir: every commit before it made durable.
   Status Sync() { return store_->Sync(); }
+  size_t buffered_bytes() const { return buffered_bytes_.load(); }
 
   // Entries after offset (0 starts with "." and ".."), until emit returns false.
   using EmitFn = std::function<bool(const DirEntry&)>;
@@ -96,9 +108,25 @@ class VolumeFs {
   Result<std::string> ReadBlock(uint64_t ino, uint64_t block) const;  // "" for a hole
   void MaybePurge(uint64_t ino);
 
+  // Writes to a file in block mode are buffered here per inode and committed
+  // as one SetBlocks txn (group commit). Each entry is only touched under
+  // its InodeLock; the map's structure under dirty_mu_.
+  struct PendingWrite {
+    uint64_t size = 0;                       // the file's size with the buffered writes
+    bool has_blocks = false;                 // the committed file has extents to merge with
+    std::map<uint64_t, std::string> blocks;  // block index -> whole new content
+    size_t bytes = 0;
+  };
+  PendingWrite* FindPending(uint64_t ino);
+  Status FlushLocked(uint64_t ino);  // REQUIRES(InodeLock(ino))
+  void DropPending(uint64_t ino);    // REQUIRES(InodeLock(ino))
+
   Store* store_;
   Volume* vol_;
   std::array<std::mutex, 32> inode_locks_;
+  std::mutex dirty_mu_;
+  std::map<uint64_t, std::unique_ptr<PendingWrite>> dirty_;  // GUARDED_BY(dirty_mu_)
+  std::atomic<size_t> buffered_bytes_{0};
   std::mutex lookups_mu_;
   std::unordered_map<uint64_t, uint64_t> lookups_;  // GUARDED_BY(lookups_mu_)
 };

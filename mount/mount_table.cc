@@ -9,6 +9,18 @@
 
 namespace aspfs {
 
+MountTable::MountTable(Store* store) : store_(store) {
+  flusher_ = std::make_unique<GroupCommitFlusher>(std::chrono::milliseconds(500), [this] { FlushAll(); });
+}
+
+void MountTable::FlushAll() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [path, server] : mounts_) {
+    // A failure is reported to the writer at its next fsync or close.
+    server->fs()->FlushAll().IgnoreError();
+  }
+}
+
 Status MountTable::Mount(const std::string& volume, const std::string& dir, bool read_only) {
   char resolved[PATH_MAX];
   if (!realpath(dir.c_str(), resolved)) return Error(Code::kNotFound, "mount point " + dir + ": " + strerror(errno));
@@ -51,6 +63,7 @@ Status MountTable::Unmount(const std::string& dir) {
     auto it = mounts_.find(path);
     if (it == mounts_.end()) return Error(Code::kNotFound, dir + " is not an aspfs mount of this daemon");
     ASPFS_RETURN_IF_ERROR(it->second->Stop(false));
+    it->second->fs()->FlushAll().IgnoreError();  // the kernel released every file; this is belt and braces
     server = std::move(it->second);
     mounts_.erase(it);
     for (auto v = volume_dirs_.begin(); v != volume_dirs_.end(); ++v) {
@@ -66,7 +79,15 @@ Status MountTable::Unmount(const std::string& dir) {
 void MountTable::UnmountAll() {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [path, server] : mounts_) {
-    if (!server->Stop(false).ok()) server->Stop(true).IgnoreError();
+    server->fs()->FlushAll().IgnoreError();
+    if (server->Stop(false).ok()) {
+      server->fs()->FlushAll().IgnoreError();
+      continue;
+    }
+    // In use: detach it. Its loop may still run until the process exits, so
+    // the server (and its VolumeFs) must outlive this table.
+    server->Stop(true).IgnoreError();
+    server.release();
   }
   mounts_.clear();
   volume_dirs_.clear();

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "aspfs/fuse_server.h"
+#include "mount/flusher.h"
 #include "journal/store.h"
 
 namespace aspfs {
@@ -26,7 +27,7 @@ struct MountInfo {
 
 class MountTable {
  public:
-  explicit MountTable(Store* store) : store_(store) {}
+  explicit MountTable(Store* store);
   ~MountTable() { UnmountAll(); }
 
   Status Mount(const std::string& volume, const std::string& dir, bool read_only);
@@ -35,12 +36,15 @@ class MountTable {
   void UnmountAll();
   std::vector<MountInfo> List();
   std::optional<MountInfo> FindVolume(const std::string& volume);
+  // Commits every mount's buffered writes (the group-commit timer).
+  void FlushAll();
 
  private:
   Store* store_;
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<FuseServer>> mounts_;  // by dir; GUARDED_BY(mu_)
   std::map<std::string, std::string> volume_dirs_;              // volume -> dir; GUARDED_BY(mu_)
+  std::unique_ptr<GroupCommitFlusher> flusher_;  // last: stops before the mounts go
 };
 
 }  // namespace aspfs

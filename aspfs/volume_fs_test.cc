@@ -1,0 +1,104 @@
+#include "aspfs/volume_fs.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+namespace aspfs {
+namespace {
+
+class VolumeFsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/aspfs-volfs-test-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    store_ = std::move(*Store::Open(dir_));
+    vol_ = *store_->CreateVolume("v", {});
+    fs_ = std::make_unique<VolumeFs>(store_.get(), vol_);
+  }
+  void TearDown() override {
+    fs_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  uint64_t Create(const std::string& name) {
+    auto st = fs_->Mknod(1, name, 0100644, 0, Caller{});
+    EXPECT_TRUE(st.ok()) << st.status().ToString();
+    return st->st_ino;
+  }
+  int CountOps(const std::string& name) {
+    int n = 0;
+    store_->ScanJournal(vol_->id(), 1, [&](const Txn& txn) {
+      for (const Op& op : txn.ops) n += std::string(OpName(op)) == name;
+      return true;
+    }).IgnoreError();
+    return n;
+  }
+  std::string dir_;
+  std::unique_ptr<Store> store_;
+  Volume* vol_ = nullptr;
+  std::unique_ptr<VolumeFs> fs_;
+};
+
+TEST_F(VolumeFsTest, BlockWritesAreBufferedAndCommittedTogether) {
+  uint64_t ino = Create("f");
+  std::string expect(300000, '\0');
+  for (int i = 0; i < 100; ++i) {
+    uint64_t off = (i * 7919ull) % 290000;
+    std::string chunk(4096, static_cast<char>('a' + i % 26));
+    ASSERT_TRUE(fs_->Write(ino, off, chunk).ok());
+    expect.replace(off, chunk.size(), chunk);
+    if (off + chunk.size() > expect.size()) expect.resize(off + chunk.size());
+  }
+  EXPECT_EQ(0, CountOps("set_blocks"));  // nothing committed yet
+  EXPECT_GT(fs_->buffered_bytes(), 0u);
+  // A read sees the buffered data (it commits first).
+  auto data = fs_->Read(ino, 0, 1 << 20);
+  ASSERT_TRUE(data.ok());
+  EXPECT_EQ(expect.substr(0, data->size()), *data);
+  EXPECT_EQ(1, CountOps("set_blocks"));
+  EXPECT_EQ(0u, fs_->buffered_bytes());
+  EXPECT_TRUE(store_->VerifyVolume(vol_).ok());
+}
+
+TEST_F(VolumeFsTest, SmallFilesStayInlineAndMoveToBlocksWhenTheyGrow) {
+  uint64_t ino = Create("small");
+  ASSERT_TRUE(fs_->Write(ino, 0, "hello").ok());
+  EXPECT_EQ(1, CountOps("write_inline"));
+  ASSERT_TRUE(fs_->Write(ino, 100000, "far").ok());
+  ASSERT_TRUE(fs_->Fsync(ino).ok());
+  auto data = fs_->Read(ino, 0, 200000);
+  ASSERT_TRUE(data.ok());
+  ASSERT_EQ(100003u, data->size());
+  EXPECT_EQ("hello", data->substr(0, 5));
+  EXPECT_EQ(std::string(100000 - 5, '\0'), data->substr(5, 100000 - 5));
+  EXPECT_EQ("far", data->substr(100000));
+  auto hole = fs_->Lseek(ino, 5, SEEK_HOLE);
+  ASSERT_TRUE(hole.ok());
+  EXPECT_EQ(5u, *hole);
+}
+
+TEST_F(VolumeFsTest, FlushAllCommitsEveryInode) {
+  uint64_t a = Create("a"), b = Create("b");
+  ASSERT_TRUE(fs_->Write(a, 0, std::string(70000, 'a')).ok());
+  ASSERT_TRUE(fs_->Write(b, 0, std::string(70000, 'b')).ok());
+  ASSERT_TRUE(fs_->FlushAll().ok());
+  EXPECT_EQ(2, CountOps("set_blocks"));
+  EXPECT_EQ(0u, fs_->buffered_bytes());
+}
+
+TEST_F(VolumeFsTest, UnlinkedInodeIsPurgedAtLastForget) {
+  uint64_t ino = Create("gone");
+  ASSERT_TRUE(fs_->Write(ino, 0, std::string(70000, 'g')).ok());
+  ASSERT_TRUE(fs_->Unlink(1, "gone", false).ok());
+  EXPECT_TRUE(fs_->GetAttr(ino).ok());  // still open/looked up
+  fs_->Forget(ino, 1);
+  EXPECT_EQ(Code::kNotFound, fs_->GetAttr(ino).status().code());
+  EXPECT_EQ(1, CountOps("purge"));
+  EXPECT_TRUE(store_->VerifyVolume(vol_).ok());
+}
+
+}  // namespace
+}  // namespace aspfs
