@@ -1,5 +1,6 @@
 #include "journal/store.h"
 
+#include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/options_util.h>
@@ -9,6 +10,7 @@
 
 #include "journal/apply.h"
 #include "journal/chunk.h"
+#include "journal/chunk_log.h"
 #include "journal/codec.h"
 
 namespace aspfs {
@@ -101,22 +103,20 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(64 << 20);
   table.cache_index_and_filter_blocks = true;
+  // Most lookups that miss (names on create, holes, new chunk ids) stop here.
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
 
   rocksdb::ColumnFamilyOptions meta_options;
   meta_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   meta_options.write_buffer_size = 32 << 20;
   meta_options.compression = rocksdb::kNoCompression;
   rocksdb::ColumnFamilyOptions journal_options = meta_options;
-  rocksdb::ColumnFamilyOptions chunk_options = meta_options;
-  chunk_options.enable_blob_files = true;
-  chunk_options.min_blob_size = 1024;
-  chunk_options.write_buffer_size = 64 << 20;
 
   std::vector<rocksdb::ColumnFamilyDescriptor> families = {
       {rocksdb::kDefaultColumnFamilyName, meta_options},
       {"meta", meta_options},
       {"journal", journal_options},
-      {"chunks", chunk_options},
+      {"chunk_index", meta_options},
   };
   rocksdb::DB* db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(options, dir, families, &store->handles_, &db);
@@ -124,7 +124,10 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
   store->db_.reset(db);
   store->meta_ = store->handles_[1];
   store->journal_ = store->handles_[2];
-  store->chunks_ = store->handles_[3];
+  store->chunk_index_ = store->handles_[3];
+  auto chunk_log = ChunkLog::Open(dir + "/chunks");
+  if (!chunk_log.ok()) return chunk_log.status();
+  store->chunk_log_ = std::move(*chunk_log);
   ASPFS_RETURN_IF_ERROR(store->LoadVolumes());
   return store;
 }
@@ -278,6 +281,12 @@ Status Store::Sync() {
   if (!sync_error_.ok()) return sync_error_;
   if (synced_commits_ >= needed) return Status::Ok();  // a sync that began after our commits covered them
   uint64_t covered = commits_.load();
+  // Chunk bodies before the WAL that references them.
+  Status chunks = chunk_log_->Sync();
+  if (!chunks.ok()) {
+    sync_error_ = chunks.Context("store: sync chunk log");
+    return sync_error_;
+  }
   rocksdb::Status s = db_->SyncWAL();
   if (!s.ok()) {
     sync_error_ = FromRocks(s, "store: sync WAL");
@@ -289,31 +298,37 @@ Status Store::Sync() {
 
 Status Store::PutChunk(const ChunkId& id, std::string_view data) {
   std::string k = id.Bytes();
-  // Content addressing: an existing body for this id is the same bytes.
-  std::string existing;
-  if (db_->KeyMayExist(rocksdb::ReadOptions(), chunks_, k, &existing)) {
-    rocksdb::PinnableSlice found;
-    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), chunks_, k, &found);
-    if (s.ok()) return Status::Ok();
-  }
+  // Content addressing: an id already stored holds the same bytes.
+  std::string known;
+  rocksdb::Status found = db_->Get(rocksdb::ReadOptions(), chunk_index_, k, &known);
+  if (found.ok()) return Status::Ok();
+  if (!found.IsNotFound()) return FromRocks(found, "store: look up chunk");
+  // Body first, then its index entry: an entry never points at bytes that
+  // were not written before it.
+  auto loc = chunk_log_->Append(id, EncodeChunk(data));
+  if (!loc.ok()) return loc.status();
   commits_.fetch_add(1);
-  return FromRocks(db_->Put(rocksdb::WriteOptions(), chunks_, k, EncodeChunk(data)), "store: put chunk");
+  return FromRocks(db_->Put(rocksdb::WriteOptions(), chunk_index_, k, loc->Encode()), "store: index chunk");
 }
 
 Result<std::string> Store::ReadChunk(const ChunkId& id) const {
-  rocksdb::PinnableSlice body;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), chunks_, id.Bytes(), &body);
+  std::string raw;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), chunk_index_, id.Bytes(), &raw);
   if (s.IsNotFound()) return Error(Code::kCorrupt, "chunk " + id.ToHex() + " is missing");
   if (!s.ok()) return FromRocks(s, "store: read chunk " + id.ToHex());
-  return DecodeChunk(id, std::string_view(body.data(), body.size()));
+  auto loc = ChunkLocation::Decode(raw);
+  if (!loc.ok()) return loc.status();
+  auto body = chunk_log_->Read(*loc);
+  if (!body.ok()) return body.status().Context("chunk " + id.ToHex());
+  return DecodeChunk(id, *body);
 }
 
 Status Store::CorruptChunkForTest(const ChunkId& id) {
-  rocksdb::PinnableSlice body;
-  ASPFS_RETURN_IF_ERROR(FromRocks(db_->Get(rocksdb::ReadOptions(), chunks_, id.Bytes(), &body), "read chunk"));
-  std::string bad(body.data(), body.size());
-  bad.back() ^= 0x5a;
-  return FromRocks(db_->Put(rocksdb::WriteOptions(), chunks_, id.Bytes(), bad), "corrupt chunk");
+  std::string raw;
+  ASPFS_RETURN_IF_ERROR(FromRocks(db_->Get(rocksdb::ReadOptions(), chunk_index_, id.Bytes(), &raw), "read chunk"));
+  auto loc = ChunkLocation::Decode(raw);
+  if (!loc.ok()) return loc.status();
+  return chunk_log_->CorruptForTest(*loc);
 }
 
 Status Store::WriteStateForTest(const std::string& k, const std::string& value) {

@@ -2,7 +2,8 @@
 // journal and state and the node's chunks (docs/store-format.md).
 //
 // Column families: "meta" (volume state and node records), "journal" (txns by
-// volume and txid), "chunks" (chunk bodies by id, in blob files).
+// volume and txid), "chunks" (chunk bodies by id, in blob files),
+// "chunk_index" (chunk id -> length, for dedup checks without the body).
 //
 // Thread-safety: Store and Volume are safe to use from many threads. A
 // Volume's commits are serialized by its own mutex; reads need no lock.
@@ -21,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "journal/chunk_log.h"
 #include "journal/format.h"
 #include "journal/state.h"
 #include "journal/status.h"
@@ -134,7 +136,8 @@ class Store {
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
   rocksdb::ColumnFamilyHandle* journal_ = nullptr;
-  rocksdb::ColumnFamilyHandle* chunks_ = nullptr;
+  rocksdb::ColumnFamilyHandle* chunk_index_ = nullptr;  // chunk id -> ChunkLocation
+  std::unique_ptr<ChunkLog> chunk_log_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   StoreStateReader state_reader_;
 

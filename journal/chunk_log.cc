@@ -1,0 +1,156 @@
+#include "journal/chunk_log.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+namespace aspfs {
+namespace {
+
+std::string FileName(const std::string& dir, uint32_t seq) {
+  char name[32];
+  snprintf(name, sizeof name, "/%08u.log", seq);
+  return dir + name;
+}
+
+Status Errno(const std::string& what) { return Error(errno == ENOSPC ? Code::kNoSpace : Code::kIo, what + ": " + strerror(errno)); }
+
+}  // namespace
+
+std::string ChunkLocation::Encode() const {
+  std::string out(16, '\0');
+  memcpy(&out[0], &file, 4);
+  memcpy(&out[4], &offset, 8);
+  memcpy(&out[12], &length, 4);
+  return out;
+}
+
+Result<ChunkLocation> ChunkLocation::Decode(std::string_view bytes) {
+  if (bytes.size() != 16) return Error(Code::kCorrupt, "corrupt chunk index record");
+  ChunkLocation loc;
+  memcpy(&loc.file, bytes.data(), 4);
+  memcpy(&loc.offset, bytes.data() + 4, 8);
+  memcpy(&loc.length, bytes.data() + 12, 4);
+  if (loc.length == 0 || loc.length > 2 * kBlockSize) return Error(Code::kCorrupt, "corrupt chunk index record");
+  return loc;
+}
+
+ChunkLog::~ChunkLog() {
+  for (int fd : fds_) {
+    if (fd >= 0) close(fd);
+  }
+}
+
+Result<std::unique_ptr<ChunkLog>> ChunkLog::Open(const std::string& dir) {
+  std::unique_ptr<ChunkLog> log(new ChunkLog());
+  log->dir_ = dir;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Error(Code::kIo, "chunk log: create " + dir + ": " + ec.message());
+  uint32_t highest = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    unsigned seq;
+    if (sscanf(entry.path().filename().c_str(), "%u.log", &seq) == 1) highest = std::max<uint32_t>(highest, seq);
+  }
+  std::lock_guard<std::mutex> lock(log->mu_);
+  for (uint32_t seq = 1; seq <= std::max<uint32_t>(highest, 1); ++seq) {
+    ASPFS_RETURN_IF_ERROR(log->OpenFileLocked(seq));
+  }
+  log->current_ = std::max<uint32_t>(highest, 1);
+  struct stat st;
+  if (fstat(log->FdLocked(log->current_), &st) != 0) return Errno("chunk log: stat");
+  log->end_ = st.st_size;
+  return log;
+}
+
+Status ChunkLog::OpenFileLocked(uint32_t seq) {
+  int fd = open(FileName(dir_, seq).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return Errno("chunk log: open " + FileName(dir_, seq));
+  if (fds_.size() <= seq) fds_.resize(seq + 1, -1);
+  fds_[seq] = fd;
+  return Status::Ok();
+}
+
+int ChunkLog::FdLocked(uint32_t seq) const { return seq < fds_.size() ? fds_[seq] : -1; }
+
+Result<ChunkLocation> ChunkLog::Append(const ChunkId& id, std::string_view body) {
+  std::string record = id.Bytes();
+  uint32_t length = static_cast<uint32_t>(body.size());
+  record.append(reinterpret_cast<const char*>(&length), 4);
+  record.append(body);
+  int fd;
+  ChunkLocation loc;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (end_ + record.size() > kFileLimit) {
+      ASPFS_RETURN_IF_ERROR(OpenFileLocked(current_ + 1));
+      unsynced_.insert(current_);  // its tail must reach disk too
+      ++current_;
+      end_ = 0;
+    }
+    loc = ChunkLocation{current_, end_ + 20, length};
+    end_ += record.size();
+    fd = FdLocked(current_);
+    unsynced_.insert(current_);
+  }
+  // Appends reserve disjoint ranges, so they write in parallel.
+  size_t done = 0;
+  while (done < record.size()) {
+    ssize_t n = pwrite(fd, record.data() + done, record.size() - done, loc.offset - 20 + done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Errno("chunk log: write");
+    done += n;
+  }
+  return loc;
+}
+
+Result<std::string> ChunkLog::Read(const ChunkLocation& loc) const {
+  int fd;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    fd = FdLocked(loc.file);
+  }
+  if (fd < 0) return Error(Code::kCorrupt, "chunk log file " + std::to_string(loc.file) + " is missing");
+  std::string body(loc.length, '\0');
+  size_t done = 0;
+  while (done < body.size()) {
+    ssize_t n = pread(fd, body.data() + done, body.size() - done, loc.offset + done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Errno("chunk log: read");
+    if (n == 0) return Error(Code::kCorrupt, "chunk log file " + std::to_string(loc.file) + " is truncated");
+    done += n;
+  }
+  return body;
+}
+
+Status ChunkLog::Sync() {
+  std::vector<int> fds;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (uint32_t seq : unsynced_) fds.push_back(FdLocked(seq));
+    unsynced_.clear();
+  }
+  for (int fd : fds) {
+    if (fdatasync(fd) != 0) return Errno("chunk log: fdatasync");
+  }
+  return Status::Ok();
+}
+
+Status ChunkLog::CorruptForTest(const ChunkLocation& loc) {
+  auto body = Read(loc);
+  if (!body.ok()) return body.status();
+  std::string bad = *body;
+  bad.back() ^= 0x5a;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (pwrite(FdLocked(loc.file), bad.data(), bad.size(), loc.offset) != static_cast<ssize_t>(bad.size())) {
+    return Errno("chunk log: corrupt");
+  }
+  return Status::Ok();
+}
+
+}  // namespace aspfs
