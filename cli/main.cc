@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <ctime>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -219,7 +220,7 @@ int Run(int argc, char** argv) {
     if (!snapshot.empty()) throw CliError{"snapshots are not available in this version"};
     action = [&](rpc::Control::Client& c, kj::WaitScope& ws) {
       char resolved[PATH_MAX];
-      std::string path = realpath(dir.c_str(), resolved) ? resolved : dir;
+      std::string path = realpath(dir.c_str(), resolved) ? resolved : std::filesystem::absolute(dir).string();
       auto req = c.mountRequest();
       req.setName(name);
       req.setDir(path);
@@ -241,7 +242,9 @@ int Run(int argc, char** argv) {
     action = [&](rpc::Control::Client& c, kj::WaitScope& ws) {
       char resolved[PATH_MAX];
       std::string path = dir;
-      if (dir.empty() || dir[0] != '/') path = realpath(dir.c_str(), resolved) ? resolved : dir;
+      if (dir.empty() || dir[0] != '/') {
+        path = realpath(dir.c_str(), resolved) ? resolved : std::filesystem::absolute(dir).string();
+      }
       auto req = c.umountRequest();
       req.setDir(path);
       Check(req.send().wait(ws).getError());

@@ -1,5 +1,6 @@
 #include "mount/mount_table.h"
 
+#include <sys/mount.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -23,12 +24,16 @@ void MountTable::FlushAll() {
 
 Status MountTable::Mount(const std::string& volume, const std::string& dir, bool read_only) {
   char resolved[PATH_MAX];
+  struct stat before;
+  if (stat(dir.c_str(), &before) != 0 && errno == ENOTCONN) {
+    // A dead FUSE mount left by a daemon that was killed: clear it away.
+    umount2(dir.c_str(), MNT_DETACH);
+  }
   if (!realpath(dir.c_str(), resolved)) return Error(Code::kNotFound, "mount point " + dir + ": " + strerror(errno));
   std::string path = resolved;
   struct stat st;
-  if (stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return Error(Code::kNotDir, "mount point " + dir + " is not a directory");
-  }
+  if (stat(path.c_str(), &st) != 0) return Error(Code::kIo, "mount point " + dir + ": " + strerror(errno));
+  if (!S_ISDIR(st.st_mode)) return Error(Code::kNotDir, "mount point " + dir + " is not a directory");
   auto vol = store_->FindVolume(volume);
   if (!vol.ok()) return vol.status();
   std::lock_guard<std::mutex> lock(mu_);

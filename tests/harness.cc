@@ -145,13 +145,13 @@ int Daemon::Stop() {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-void Daemon::Kill9() {
+void Daemon::Kill9(bool leave_dead_mounts) {
   if (pid_ <= 0) return;
   kill(pid_, SIGKILL);
   int status;
   waitpid(pid_, &status, 0);
   pid_ = -1;
-  DetachMounts();
+  if (!leave_dead_mounts) DetachMounts();
 }
 
 void Daemon::DetachMounts() {

@@ -41,8 +41,9 @@ class Daemon {
   void Start();
   // SIGTERM; returns aspfsd's exit status.
   int Stop();
-  // SIGKILL, then detaches the dead mounts it leaves behind.
-  void Kill9();
+  // SIGKILL, then detaches the dead mounts it leaves behind (unless
+  // leave_dead_mounts, to test that the next mount clears them itself).
+  void Kill9(bool leave_dead_mounts = false);
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
 

@@ -493,5 +493,42 @@ TEST(MountTest, DataSurvivesUmountAndRemount) {
   EXPECT_EQ(0, daemon.Stop());
 }
 
+bool IsMounted(const std::string& dir) {
+  return ReadFile("/proc/self/mounts").find(" " + dir + " ") != std::string::npos;
+}
+
+TEST(DaemonTest, SigtermUnmountsAndCommits) {
+  TempDir tmp;
+  Daemon daemon(tmp.path());
+  daemon.Start();
+  std::string mnt = daemon.CreateAndMount("s");
+  std::string data(500000, 's');
+  WriteFile(mnt + "/unsynced", data);  // no fsync: SIGTERM must still commit it
+  ASSERT_TRUE(IsMounted(mnt));
+  EXPECT_EQ(0, daemon.Stop());
+  EXPECT_FALSE(IsMounted(mnt));
+  daemon.Start();
+  ASSERT_EQ(0, daemon.Cli({"mount", "s", mnt}).exit_code);
+  EXPECT_EQ(data, ReadFile(mnt + "/unsynced"));
+  EXPECT_EQ(0, daemon.Stop());
+}
+
+TEST(DaemonTest, MountClearsADeadMountLeftByAKilledDaemon) {
+  TempDir tmp;
+  Daemon daemon(tmp.path());
+  daemon.Start();
+  std::string mnt = daemon.CreateAndMount("k");
+  WriteFile(mnt + "/f", "x");
+  daemon.Kill9(/*leave_dead_mounts=*/true);
+  struct stat st;
+  EXPECT_EQ(-1, stat(mnt.c_str(), &st));
+  EXPECT_EQ(ENOTCONN, errno);
+  daemon.Start();
+  auto mounted = daemon.Cli({"mount", "k", mnt});
+  ASSERT_EQ(0, mounted.exit_code) << mounted.err;
+  EXPECT_EQ("x", ReadFile(mnt + "/f"));
+  EXPECT_EQ(0, daemon.Stop());
+}
+
 }  // namespace
 }  // namespace aspfs::testing
