@@ -125,12 +125,12 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (fi->flags & O_TRUNC) {
-    auto st = Fs(req)->GetAttr(ino);
+    // POSIX: O_TRUNC on an existing file marks mtime and ctime for update,
+    // even when it was already empty.
+    struct stat attr;
+    memset(&attr, 0, sizeof attr);
+    auto st = Fs(req)->SetAttr(ino, attr, VolumeFs::kSetSize | VolumeFs::kSetMtimeNow);
     if (!st.ok()) return ReplyError(req, st.status());
-    if (st->st_size != 0) {
-      Status s = Fs(req)->Truncate(ino, 0);
-      if (!s.ok()) return ReplyError(req, s);
-    }
   }
   fi->keep_cache = 1;  // one writer per volume: cached pages stay valid
   fuse_reply_open(req, fi);

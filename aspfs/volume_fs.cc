@@ -120,6 +120,7 @@ Result<struct stat> VolumeFs::Lookup(uint64_t parent, const std::string& name) {
   if (!*raw) return Error(Code::kNotFound, "no entry " + name);
   auto entry = DirentRecord::Decode(**raw);
   if (!entry.ok()) return entry.status();
+  ASPFS_RETURN_IF_ERROR(Flush(entry->ino));
   auto rec = LoadInode(entry->ino);
   if (!rec.ok()) return rec.status();
   AddLookup(entry->ino);
