@@ -119,8 +119,18 @@ int Run(int argc, char** argv) {
   create->add_option("NAME", name, "Volume name: letters, digits, '-', '_', '.'; at most 64")->required();
   create->add_option("--quota-bytes", quota_bytes_text, "Byte quota, e.g. 10G (default: unlimited)");
   create->add_option("--quota-inodes", quota_inodes, "Inode quota (default: unlimited)");
+  std::string from_source, mode, max_lag;
+  int replicas = 0;
+  create->add_option("--from", from_source, "Clone from TEMPLATE_OR_VOLUME[@SNAPSHOT] (not available yet)");
+  create->add_option("--replicas", replicas, "Number of replicas (not available yet: volumes are local)");
+  create->add_option("--mode", mode, "Replication mode sync|async (not available yet)");
+  create->add_option("--max-lag", max_lag, "Async replication lag bound (not available yet)");
   add_json(create);
   create->callback([&] {
+    if (!from_source.empty()) throw CliError{"--from: templates and clones are not available in this version"};
+    if (replicas > 0 || !mode.empty() || !max_lag.empty()) {
+      throw CliError{"replication (--replicas, --mode, --max-lag) is not available in this version"};
+    }
     uint64_t quota_bytes = 0;
     if (!quota_bytes_text.empty()) {
       auto parsed = ParseSize(quota_bytes_text);

@@ -98,11 +98,22 @@ TEST_F(StoreTest, DeleteVolumeLeavesOthersIntact) {
   EXPECT_EQ(3u, c->id().value);
 }
 
+uint64_t ChunkLogBytes(const std::string& dir) {
+  uint64_t total = 0;
+  for (const auto& f : std::filesystem::directory_iterator(dir + "/chunks")) total += f.file_size();
+  return total;
+}
+
 TEST_F(StoreTest, ChunksDedupAndDetectCorruption) {
   std::string data(65536, 'q');
   ChunkId id = HashChunk(data);
   ASSERT_TRUE(store_->PutChunk(id, data).ok());
+  uint64_t once = ChunkLogBytes(dir_);
+  EXPECT_GT(once, 0u);
   ASSERT_TRUE(store_->PutChunk(id, data).ok());
+  Reopen();
+  ASSERT_TRUE(store_->PutChunk(id, data).ok());
+  EXPECT_EQ(once, ChunkLogBytes(dir_));  // stored once, shared
   EXPECT_EQ(data, *store_->ReadChunk(id));
   ASSERT_TRUE(store_->CorruptChunkForTest(id).ok());
   EXPECT_EQ(Code::kCorrupt, store_->ReadChunk(id).status().code());
