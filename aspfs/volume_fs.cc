@@ -239,6 +239,9 @@ Status VolumeFs::Truncate(uint64_t ino, uint64_t size) {
 }
 
 Result<bool> VolumeFs::HasBlocks(uint64_t ino) const {
+  auto rec = LoadInode(ino);
+  if (!rec.ok()) return rec.status();
+  if (!(rec->flags & kInodeMayHaveBlocks)) return false;
   bool found = false;
   std::string prefix = key::ExtentPrefix(vol_->id(), InodeId{ino});
   ASPFS_RETURN_IF_ERROR(store_->Scan(prefix, key::PrefixEnd(prefix), [&](std::string_view, std::string_view) {
@@ -631,6 +634,7 @@ Result<std::string> VolumeFs::GetXattr(uint64_t ino, const std::string& name) {
 Result<std::string> VolumeFs::ListXattr(uint64_t ino) {
   auto rec = LoadInode(ino);
   if (!rec.ok()) return rec.status();
+  if (!(rec->flags & kInodeMayHaveXattrs)) return std::string();
   std::string prefix = key::XattrPrefix(vol_->id(), InodeId{ino});
   std::string names;
   ASPFS_RETURN_IF_ERROR(store_->Scan(prefix, key::PrefixEnd(prefix), [&](std::string_view k, std::string_view) {

@@ -240,10 +240,12 @@ class Applier {
     if (!IsRegular(rec->mode)) return Error(Code::kInvalid, "not a regular file");
     if (o.offset + o.data.size() > kInlineMax) return Error(Code::kInvalid, "inline write beyond inline limit");
     bool has_extents = false;
-    ASPFS_RETURN_IF_ERROR(ForEachExtent(o.ino, 0, [&](uint64_t, const ExtentRecord&) {
-      has_extents = true;
-      return false;
-    }));
+    if (rec->flags & kInodeMayHaveBlocks) {
+      ASPFS_RETURN_IF_ERROR(ForEachExtent(o.ino, 0, [&](uint64_t, const ExtentRecord&) {
+        has_extents = true;
+        return false;
+      }));
+    }
     if (has_extents) return Error(Code::kInvalid, "inline write to a file with blocks");
     std::string& data = rec->inline_data;
     uint64_t old_charge = ChargedBytes(data.size());
@@ -280,6 +282,7 @@ class Applier {
       }
       if (b.length == 0 || b.length > kBlockSize) return Error(Code::kInvalid, "bad block length");
       ASPFS_RETURN_IF_ERROR(delta_->Put(k, ExtentRecord{b.chunk, b.length}.Encode()));
+      rec->flags |= kInodeMayHaveBlocks;
       Charge(&*rec, ChargedBytes(b.length));
     }
     rec->size = o.size;
@@ -299,6 +302,7 @@ class Applier {
     if ((o.flags & op::kXattrCreate) && *old) return Error(Code::kExists, "attribute exists");
     if ((o.flags & op::kXattrReplace) && !*old) return Error(Code::kNoData, "no such attribute");
     ASPFS_RETURN_IF_ERROR(delta_->Put(k, o.value));
+    rec->flags |= kInodeMayHaveXattrs;
     rec->ctime_ns = now_;
     return StoreInode(o.ino, *rec);
   }
@@ -324,7 +328,12 @@ class Applier {
       doomed.emplace_back(k);
       return true;
     };
-    for (const std::string& prefix : {key::ExtentPrefix(vol_, InodeId{o.ino}), key::XattrPrefix(vol_, InodeId{o.ino})}) {
+    if (rec->flags & kInodeMayHaveBlocks) {
+      std::string prefix = key::ExtentPrefix(vol_, InodeId{o.ino});
+      ASPFS_RETURN_IF_ERROR(delta_->Scan(prefix, key::PrefixEnd(prefix), collect));
+    }
+    if (rec->flags & kInodeMayHaveXattrs) {
+      std::string prefix = key::XattrPrefix(vol_, InodeId{o.ino});
       ASPFS_RETURN_IF_ERROR(delta_->Scan(prefix, key::PrefixEnd(prefix), collect));
     }
     for (const std::string& k : doomed) ASPFS_RETURN_IF_ERROR(delta_->Delete(k));
@@ -479,7 +488,7 @@ class Applier {
       rec->inline_data.resize(size);
       Uncharge(rec, old_charge - ChargedBytes(size));
     }
-    if (size < rec->size) {
+    if (size < rec->size && (rec->flags & kInodeMayHaveBlocks)) {
       // Whole blocks past the end go; the block holding the end keeps only
       // its bytes below the end, so the tail reads as zeros if regrown.
       uint64_t first = size / kBlockSize;

@@ -154,7 +154,7 @@ uint64_t DecodeBigEndian(std::string_view bytes) {
 
 std::string InodeRecord::Encode() const {
   Writer w;
-  w.U32(1);  // record version
+  w.U32(2);  // record version
   w.U32(mode);
   w.U32(uid);
   w.U32(gid);
@@ -168,6 +168,7 @@ std::string InodeRecord::Encode() const {
   w.U64(parent);
   w.U64(entries);
   w.U64(next_cookie);
+  w.U32(flags);
   w.Str(inline_data);
   return w.Take();
 }
@@ -176,10 +177,11 @@ Result<InodeRecord> InodeRecord::Decode(std::string_view bytes) {
   Reader r(bytes);
   InodeRecord rec;
   uint32_t version;
-  if (!r.U32(&version) || version != 1 || !r.U32(&rec.mode) || !r.U32(&rec.uid) || !r.U32(&rec.gid) ||
+  if (!r.U32(&version) || version != 2 || !r.U32(&rec.mode) || !r.U32(&rec.uid) || !r.U32(&rec.gid) ||
       !r.U32(&rec.nlink) || !r.U64(&rec.rdev) || !r.U64(&rec.size) || !r.I64(&rec.atime_ns) ||
       !r.I64(&rec.mtime_ns) || !r.I64(&rec.ctime_ns) || !r.U64(&rec.alloc_bytes) || !r.U64(&rec.parent) ||
-      !r.U64(&rec.entries) || !r.U64(&rec.next_cookie) || !r.Str(&rec.inline_data) || !r.Done()) {
+      !r.U64(&rec.entries) || !r.U64(&rec.next_cookie) || !r.U32(&rec.flags) || !r.Str(&rec.inline_data) ||
+      !r.Done()) {
     return Corrupt("inode");
   }
   return rec;

@@ -104,6 +104,11 @@ inline bool IsDir(uint32_t mode) { return (mode & kTypeMask) == kTypeDir; }
 inline bool IsRegular(uint32_t mode) { return (mode & kTypeMask) == kTypeRegular; }
 inline bool IsSymlink(uint32_t mode) { return (mode & kTypeMask) == kTypeSymlink; }
 
+// InodeRecord::flags. Set when the first extent or xattr is written and
+// never cleared, so "unset" proves there is none.
+inline constexpr uint32_t kInodeMayHaveBlocks = 1;
+inline constexpr uint32_t kInodeMayHaveXattrs = 2;
+
 struct InodeRecord {
   uint32_t mode = 0;
   uint32_t uid = 0;
@@ -118,6 +123,7 @@ struct InodeRecord {
   uint64_t parent = 0;        // directories: the containing directory
   uint64_t entries = 0;       // directories: number of entries
   uint64_t next_cookie = 0;   // directories: next readdir cookie
+  uint32_t flags = 0;         // kInodeMayHave*: lets readers skip scans that would find nothing
   std::string inline_data;    // small files and symlink targets
 
   std::string Encode() const;

@@ -28,7 +28,11 @@ Status MemState::Scan(std::string_view lo, std::string_view hi, const ScanFn& fn
 Result<std::optional<std::string>> StateDelta::Get(std::string_view key) const {
   auto it = changes_.find(key);
   if (it != changes_.end()) return it->second;
-  return base_->Get(key);
+  auto cached = base_reads_.find(key);
+  if (cached != base_reads_.end()) return cached->second;
+  auto value = base_->Get(key);
+  if (value.ok()) base_reads_.emplace(std::string(key), *value);
+  return value;
 }
 
 Status StateDelta::Scan(std::string_view lo, std::string_view hi, const ScanFn& fn) const {

@@ -61,6 +61,9 @@ class StateDelta final : public StateReader {
   const StateReader* base_;
   uint64_t checksum_;
   std::map<std::string, std::optional<std::string>, std::less<>> changes_;
+  // Base values already read: apply() reads most keys it then writes, and
+  // each write needs the old value for the checksum.
+  mutable std::map<std::string, std::optional<std::string>, std::less<>> base_reads_;
 };
 
 }  // namespace aspfs

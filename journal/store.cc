@@ -110,6 +110,9 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
   meta_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   meta_options.write_buffer_size = 32 << 20;
   meta_options.compression = rocksdb::kNoCompression;
+  // Point lookups that miss the memtable skip its skiplist walk.
+  meta_options.memtable_whole_key_filtering = true;
+  meta_options.memtable_prefix_bloom_size_ratio = 0.05;
   rocksdb::ColumnFamilyOptions journal_options = meta_options;
 
   std::vector<rocksdb::ColumnFamilyDescriptor> families = {
