@@ -19,18 +19,23 @@ VolumeFs* Fs(fuse_req_t req) { return Server(req)->fs(); }
 
 void ReplyError(fuse_req_t req, const Status& status) { fuse_reply_err(req, ToErrno(status)); }
 
+fuse_entry_param EntryFor(fuse_req_t req, const struct stat& st) {
+  const FuseOptions& options = Server(req)->options();
+  fuse_entry_param e;
+  memset(&e, 0, sizeof e);
+  e.ino = st.st_ino;
+  e.generation = 1;
+  e.attr = st;
+  e.attr_timeout = options.attr_timeout;
+  e.entry_timeout = options.entry_timeout;
+  return e;
+}
+
 // Replies with an entry; the lookup VolumeFs counted is undone if the kernel
 // never gets the reply (an interrupted request).
 void ReplyEntry(fuse_req_t req, const Result<struct stat>& st) {
   if (!st.ok()) return ReplyError(req, st.status());
-  const FuseOptions& options = Server(req)->options();
-  fuse_entry_param e;
-  memset(&e, 0, sizeof e);
-  e.ino = st->st_ino;
-  e.generation = 1;
-  e.attr = *st;
-  e.attr_timeout = options.attr_timeout;
-  e.entry_timeout = options.entry_timeout;
+  fuse_entry_param e = EntryFor(req, *st);
   if (fuse_reply_entry(req, &e) != 0) Fs(req)->Forget(st->st_ino, 1);
 }
 
@@ -139,14 +144,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
   auto st = Fs(req)->Mknod(parent, name, S_IFREG | (mode & 07777), 0, CallerOf(req));
   if (!st.ok()) return ReplyError(req, st.status());
-  const FuseOptions& options = Server(req)->options();
-  fuse_entry_param e;
-  memset(&e, 0, sizeof e);
-  e.ino = st->st_ino;
-  e.generation = 1;
-  e.attr = *st;
-  e.attr_timeout = options.attr_timeout;
-  e.entry_timeout = options.entry_timeout;
+  fuse_entry_param e = EntryFor(req, *st);
   fi->keep_cache = 1;
   if (fuse_reply_create(req, &e, fi) != 0) Fs(req)->Forget(st->st_ino, 1);
 }
@@ -177,7 +175,6 @@ void ReadDirCommon(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool 
   std::vector<char> buf(size);
   size_t used = 0;
   VolumeFs* fs = Fs(req);
-  const FuseOptions& options = Server(req)->options();
   std::vector<uint64_t> counted;  // lookups to undo if the reply is lost
   Status status = fs->ReadDir(ino, off, [&](const DirEntry& entry) {
     size_t need;
@@ -191,11 +188,7 @@ void ReadDirCommon(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool 
       } else {
         auto st = fs->GetAttr(entry.ino);
         if (!st.ok()) return true;  // removed meanwhile
-        e.ino = entry.ino;
-        e.generation = 1;
-        e.attr = *st;
-        e.attr_timeout = options.attr_timeout;
-        e.entry_timeout = options.entry_timeout;
+        e = EntryFor(req, *st);
       }
       need = fuse_add_direntry_plus(req, buf.data() + used, size - used, entry.name.c_str(), &e,
                                     entry.next_offset);

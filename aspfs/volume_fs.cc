@@ -377,22 +377,10 @@ Status VolumeFs::FlushLocked(uint64_t ino) {
     dirty_.erase(it);
   }
   buffered_bytes_ -= pending->bytes;
-  // Hashing and compression happen here, outside the volume's commit lock.
-  op::SetBlocks o;
-  o.ino = ino;
-  o.size = pending->size;
-  for (auto& [b, content] : pending->blocks) {
-    if (content.empty()) {
-      o.blocks.push_back(op::BlockRef{b, ChunkId{}, 0});
-      continue;
-    }
-    ChunkId id = HashChunk(content);
-    ASPFS_RETURN_IF_ERROR(store_->PutChunk(id, content));
-    o.blocks.push_back(op::BlockRef{b, id, static_cast<uint32_t>(content.size())});
-  }
   // A failed commit (quota, store error) drops the buffered data: the error
   // reaches the writer at fsync or close, as a failed writeback would.
-  return Commit(std::move(o)).status().Context("commit buffered writes of inode " + std::to_string(ino));
+  return CommitBlocks(ino, pending->size, pending->blocks)
+      .Context("commit buffered writes of inode " + std::to_string(ino));
 }
 
 Status VolumeFs::Flush(uint64_t ino) {
@@ -454,12 +442,17 @@ Status VolumeFs::WriteRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t
     }
     blocks[b] = std::move(content);
   }
+  return CommitBlocks(ino, new_size, blocks);
+}
+
+Status VolumeFs::CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64_t, std::string>& blocks) {
+  // Hashing and compression happen here, outside the volume's commit lock.
   op::SetBlocks o;
   o.ino = ino;
-  o.size = new_size;
-  for (auto& [b, content] : blocks) {
+  o.size = size;
+  for (const auto& [b, content] : blocks) {
     if (content.empty()) {
-      o.blocks.push_back(op::BlockRef{b, ChunkId{}, 0});
+      o.blocks.push_back(op::BlockRef{b, ChunkId{}, 0});  // a hole
       continue;
     }
     ChunkId id = HashChunk(content);

@@ -106,6 +106,9 @@ class VolumeFs {
   Status WriteRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t offset, uint64_t length, const char* data,
                           uint64_t new_size);
   Result<std::string> ReadBlock(uint64_t ino, uint64_t block) const;  // "" for a hole
+  // Stores each block's content as a chunk ("" = hole) and commits them,
+  // with the file's new size, as one SetBlocks txn.
+  Status CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64_t, std::string>& blocks);
   void MaybePurge(uint64_t ino);
 
   // Writes to a file in block mode are buffered here per inode and committed
