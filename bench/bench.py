@@ -43,13 +43,15 @@ PT_EXAMPLES = "/usr/share/doc/libfuse3-dev/examples"
 MODES = {
     "full": dict(runs=3, meta_runs=3, seq_size=4 * GiB, rand_size=1 * GiB,
                  randwrite_io=256 * MiB, randread_s=15, fsync_s=10,
-                 md_files=20000, md_size=1024, md_passes=3,
+                 fio_cap=300, md_files=20000, md_size=1024, md_passes=3,
+                 md_create_cap=120, md_scan_cap=30,
                  tree_entries=100000, density=[10, 100, 200], density_runs=3,
                  idle_s=5),
     "quick": dict(runs=1, meta_runs=3, seq_size=1 * GiB, rand_size=256 * MiB,
                   randwrite_io=32 * MiB, randread_s=3, fsync_s=3,
-                  md_files=3000, md_size=1024, md_passes=5,
-                  tree_entries=12000, density=[10, 100, 200], density_runs=1,
+                  fio_cap=10, md_files=3000, md_size=1024, md_passes=5,
+                  md_create_cap=1.5, md_scan_cap=1,
+                  tree_entries=5000, density=[10, 100, 200], density_runs=1,
                   idle_s=2),
 }
 TREE_ROOTS = ["usr/share", "usr/include", "usr/lib"]
@@ -275,6 +277,7 @@ class Ctx:
         self.procs = []            # every process we started and keep
         self.errors = []
         self.notes = []
+        self.caps = {}
         self.pidfile = os.path.join(work, "pids")
         self.can_drop = True
         self.current_target = None
@@ -364,6 +367,15 @@ class Ctx:
             self.can_drop = False
             self.notes.append("Could not drop the kernel caches (%s): reads "
                               "and tree walks may be served from memory." % e)
+
+    def capped(self, what, event):
+        """Remember that a time cap cut a measurement short."""
+        self.caps.setdefault(what, []).append(event)
+
+    def cap_notes(self):
+        return ["Time cap hit in %s; the figures are rates over the work "
+                "done: %s." % (what, "; ".join(events))
+                for what, events in self.caps.items()]
 
     def error(self, target, bench, run, msg, log=None):
         entry = {"target": target, "bench": bench, "run": run,
@@ -720,51 +732,70 @@ def pct(lat, p):
 
 def bench_data(ctx, res, target, run, cfg):
     d = target.fresh_dir("data")
-    seq, rnd = cfg["seq_size"], cfg["rand_size"]
-    big = 1800 + seq // MiB  # generous timeouts: >= 1 MiB/s
+    seq, rnd, cap = cfg["seq_size"], cfg["rand_size"], cfg["fio_cap"]
+    timeout = cap + 1800   # the fsync after a capped write may still be long
+    sizes = {}
 
     def step(label, fn):
         ctx.progress.show("run %d · %s · data · %s" % (run, target.label, label))
-        target.check()
         try:
+            target.check()
             fn()
         except BenchError as e:
             ctx.error(target.name, "data: " + label, run, e, getattr(target, "log", None))
 
+    def capped(job, direction, planned, what):
+        done = job[direction]["io_bytes"]
+        if done < planned:
+            ctx.capped("fio jobs (%d s)" % cap, "%s run %d %s: %d of %d MiB"
+                       % (target.label, run, what, done // MiB, planned // MiB))
+
+    def file_size(name):
+        try:
+            return os.path.getsize(os.path.join(d, name)) // (1 << 12) << 12
+        except OSError:
+            raise BenchError("no %s from the write step" % name)
+
     def seq_write():
         job = fio(ctx, target, d, "seqwrite",
                   ["--rw=write", "--bs=1M", "--size=%d" % seq, "--end_fsync=1",
-                   "--filename=seq.dat"], big)
+                   "--runtime=%d" % cap, "--filename=seq.dat"], timeout)
+        capped(job, "write", seq, "sequential write")
         res.add("seq_write", target.name, job["write"]["bw_bytes"] / MiB)
 
     def seq_read():
-        if not os.path.exists(os.path.join(d, "seq.dat")):
-            raise BenchError("no file from the write step")
+        size = file_size("seq.dat")
         ctx.drop_caches()
         job = fio(ctx, target, d, "seqread",
-                  ["--rw=read", "--bs=1M", "--size=%d" % seq,
-                   "--filename=seq.dat"], big)
+                  ["--rw=read", "--bs=1M", "--size=%d" % size,
+                   "--runtime=%d" % cap, "--filename=seq.dat"], timeout)
+        capped(job, "read", size, "sequential read")
         res.add("seq_read", target.name, job["read"]["bw_bytes"] / MiB)
 
     def rand_write():
         unlink_if(os.path.join(d, "seq.dat"))
         # lay the file out first (not measured)
-        fio(ctx, target, d, "layout",
-            ["--rw=write", "--bs=1M", "--size=%d" % rnd, "--end_fsync=1",
-             "--filename=rand.dat"], big)
+        job = fio(ctx, target, d, "layout",
+                  ["--rw=write", "--bs=1M", "--size=%d" % rnd, "--end_fsync=1",
+                   "--runtime=%d" % cap, "--filename=rand.dat"], timeout)
+        capped(job, "write", rnd, "layout of the random-I/O file")
+        size = sizes["rand"] = file_size("rand.dat")
+        if size < 4 * MiB:
+            raise BenchError("the random-I/O file is only %d bytes" % size)
         ctx.drop_caches()
+        io = min(cfg["randwrite_io"], size)
         job = fio(ctx, target, d, "randwrite",
-                  ["--rw=randwrite", "--bs=4k", "--size=%d" % rnd,
-                   "--io_size=%d" % cfg["randwrite_io"], "--end_fsync=1",
-                   "--randrepeat=1", "--filename=rand.dat"], big)
+                  ["--rw=randwrite", "--bs=4k", "--size=%d" % size,
+                   "--io_size=%d" % io, "--end_fsync=1", "--runtime=%d" % cap,
+                   "--randrepeat=1", "--filename=rand.dat"], timeout)
+        capped(job, "write", io, "random write")
         res.add("rand_write", target.name, job["write"]["iops"])
 
     def rand_read():
-        if not os.path.exists(os.path.join(d, "rand.dat")):
-            raise BenchError("no file from the write step")
+        size = sizes.get("rand") or file_size("rand.dat")
         ctx.drop_caches()
         job = fio(ctx, target, d, "randread",
-                  ["--rw=randread", "--bs=4k", "--size=%d" % rnd,
+                  ["--rw=randread", "--bs=4k", "--size=%d" % size,
                    "--time_based", "--runtime=%d" % cfg["randread_s"],
                    "--randrepeat=1", "--filename=rand.dat"],
                   cfg["randread_s"] + 600)
@@ -799,8 +830,16 @@ def bench_meta(ctx, res, target, run, cfg, mdtest):
             ctx.drop_caches()
             out = ctx.run([mdtest, "-d", d, "-t", str(threads),
                            "-n", str(cfg["md_files"]), "-s", str(cfg["md_size"]),
-                           "-p", str(cfg["md_passes"])], timeout=3600)[1]
+                           "-p", str(cfg["md_passes"]),
+                           "-T", str(cfg["md_create_cap"]),
+                           "-S", str(cfg["md_scan_cap"])], timeout=3600)[1]
             doc = json.loads(out)
+            if doc.get("capped"):
+                ctx.capped("metadata (create %g s, stat/readdir %g s)"
+                           % (cfg["md_create_cap"], cfg["md_scan_cap"]),
+                           "%s run %d %dT: %d files/thread"
+                           % (target.label, run, threads,
+                              doc["create"]["ops"] // threads))
             for op in ("create", "stat", "readdir", "rename", "unlink"):
                 res.add("md_%s_t%d" % (op, threads), target.name,
                         doc[op]["ops_per_s"])
@@ -1110,7 +1149,7 @@ def parse_args(argv):
     p.add_argument("--md-files", type=int, help="files per thread in the "
                    "metadata test (default 20000, --quick 3000)")
     p.add_argument("--tree-entries", type=int, help="entries of the OS tree "
-                   "tar (default 100000, --quick 12000)")
+                   "tar (default 100000, --quick 5000)")
     p.add_argument("--density", help="comma list of mount counts "
                    "(default 10,100,200)")
     p.add_argument("--passthrough-opts", default="",
@@ -1284,6 +1323,8 @@ def main(argv):
             "rand_size": human_bytes(cfg["rand_size"]),
             "randwrite_io": human_bytes(cfg["randwrite_io"]),
             "randread_s": cfg["randread_s"], "fsync_s": cfg["fsync_s"],
+            "fio_cap_s": cfg["fio_cap"], "md_create_cap_s": cfg["md_create_cap"],
+            "md_scan_cap_s": cfg["md_scan_cap"],
             "md_files_per_thread": cfg["md_files"], "md_file_size": cfg["md_size"],
             "md_passes": cfg["md_passes"],
             "tree": tree_info, "density": cfg["density"], "idle_s": cfg["idle_s"],
@@ -1295,7 +1336,7 @@ def main(argv):
         "target_info": {},
         "metrics": [],
         "extra": res.extra,
-        "notes": ctx.notes,
+        "notes": ctx.notes + ctx.cap_notes(),
         "errors": ctx.errors,
     }
     for name in want:

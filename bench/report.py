@@ -177,17 +177,23 @@ def markdown(doc):
                 "then %d s of 4 KiB reads after dropping the caches. "
                 "Write+fsync: %d s of 4 KiB appends, each followed by fsync; "
                 "pairs/s and fio's latency percentiles of the fsync and the "
-                "write." % (host.get("fio", ""), cfg.get("seq_size"),
-                            cfg.get("randwrite_io"), cfg.get("rand_size"),
-                            cfg.get("randread_s", 0), cfg.get("fsync_s", 0)),
+                "write. Size-based jobs stop after %s s (fio `--runtime`); "
+                "the notes list any that did." % (
+                    host.get("fio", ""), cfg.get("seq_size"),
+                    cfg.get("randwrite_io"), cfg.get("rand_size"),
+                    cfg.get("randread_s", 0), cfg.get("fsync_s", 0),
+                    cfg.get("fio_cap_s", "?")),
         "meta": "aspfs-mdtest (bench/mdtest.c): each thread in its own "
                 "directory with %s files of %d B; phases in order create "
                 "(open O_CREAT|O_EXCL, write, close), stat (%d passes), readdir "
                 "(as many passes over the directory, entries/s), rename in "
                 "place, unlink; "
-                "the kernel caches are dropped before each thread count."
+                "the kernel caches are dropped before each thread count. "
+                "Time caps: create %s s, stat and readdir %s s each (the "
+                "notes list any that hit)."
                 % ("{:,}".format(cfg.get("md_files_per_thread", 0)),
-                   cfg.get("md_file_size", 0), cfg.get("md_passes", 0)),
+                   cfg.get("md_file_size", 0), cfg.get("md_passes", 0),
+                   cfg.get("md_create_cap_s", "?"), cfg.get("md_scan_cap_s", "?")),
         "tree": None,
         "density": "N volumes mounted in one daemon, idle for %s s before "
                    "measuring. ASPFS: (VmRSS of aspfsd with N mounts − VmRSS "
