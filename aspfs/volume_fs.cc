@@ -15,6 +15,7 @@ namespace aspfs {
 namespace {
 
 constexpr size_t kMaxBufferedBytes = 8 << 20;  // per inode, before a commit is forced
+constexpr size_t kMaxQueuedPurges = 512;        // unlinked inodes waiting for one purge txn
 
 void SetTime(struct timespec* ts, int64_t ns) {
   ts->tv_sec = ns / 1000000000;
@@ -44,7 +45,36 @@ Result<Position> VolumeFs::Commit(Op op) {
   Txn txn;
   txn.time_ns = NowNs();
   txn.ops.push_back(std::move(op));
-  return vol_->Commit(&txn);
+  auto committed = vol_->Commit(&txn);
+  if (!committed.ok() && committed.status().code() == Code::kQuota && PurgeQueued() > 0) {
+    // Space and inodes of files already unlinked may be what is missing.
+    txn.ops.resize(1);
+    committed = vol_->Commit(&txn);
+  }
+  return committed;
+}
+
+size_t VolumeFs::PurgeQueued() {
+  std::vector<uint64_t> doomed;
+  {
+    std::lock_guard<std::mutex> lock(purge_mu_);
+    doomed.swap(purge_queue_);
+  }
+  if (doomed.empty()) return 0;
+  Txn txn;
+  txn.time_ns = NowNs();
+  for (uint64_t ino : doomed) txn.ops.push_back(op::Purge{ino});
+  if (!vol_->Commit(&txn).ok()) {
+    // One bad op fails the batch: purge one by one. A failure leaves the
+    // orphan for the next mount's PurgeOrphans.
+    for (uint64_t ino : doomed) {
+      Txn one;
+      one.time_ns = NowNs();
+      one.ops.push_back(op::Purge{ino});
+      vol_->Commit(&one).status().IgnoreError();
+    }
+  }
+  return doomed.size();
 }
 
 struct stat VolumeFs::ToStat(uint64_t ino, const InodeRecord& rec) const {
@@ -106,8 +136,14 @@ void VolumeFs::MaybePurge(uint64_t ino) {
   auto rec = LoadInode(ino);
   if (!rec.ok() || rec->nlink != 0) return;
   DropPending(ino);  // nobody can read it any more
-  // A failed purge leaves the orphan for the next mount's PurgeOrphans.
-  Commit(op::Purge{ino}).status().IgnoreError();
+  // Purges are group-committed: many unlinks share one txn.
+  size_t queued;
+  {
+    std::lock_guard<std::mutex> lock(purge_mu_);
+    purge_queue_.push_back(ino);
+    queued = purge_queue_.size();
+  }
+  if (queued >= kMaxQueuedPurges) PurgeQueued();
 }
 
 Result<struct stat> VolumeFs::Lookup(uint64_t parent, const std::string& name) {
@@ -400,6 +436,7 @@ Status VolumeFs::FlushAll() {
     Status s = Flush(ino);
     if (!s.ok() && first_error.ok()) first_error = s;
   }
+  PurgeQueued();
   return first_error;
 }
 

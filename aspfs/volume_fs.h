@@ -72,7 +72,8 @@ class VolumeFs {
   // Commits ino's buffered writes (close, flush, and before anything that
   // reads or changes the file).
   Status Flush(uint64_t ino);
-  // Commits every buffered write of the volume (group-commit timer, unmount).
+  // Commits every buffered write and queued purge of the volume
+  // (group-commit timer, unmount).
   Status FlushAll();
   // fsync/fdatasync: ino's buffered writes committed, then the WAL synced.
   Status Fsync(uint64_t ino);
@@ -109,7 +110,10 @@ class VolumeFs {
   // Stores each block's content as a chunk ("" = hole) and commits them,
   // with the file's new size, as one SetBlocks txn.
   Status CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64_t, std::string>& blocks);
+  // Queues ino for purging once nothing holds it and it has no links.
   void MaybePurge(uint64_t ino);
+  // Commits every queued purge as one txn; returns how many there were.
+  size_t PurgeQueued();
 
   // Writes to a file in block mode are buffered here per inode and committed
   // as one SetBlocks txn (group commit). Each entry is only touched under
@@ -130,6 +134,8 @@ class VolumeFs {
   std::mutex dirty_mu_;
   std::map<uint64_t, std::unique_ptr<PendingWrite>> dirty_;  // GUARDED_BY(dirty_mu_)
   std::atomic<size_t> buffered_bytes_{0};
+  std::mutex purge_mu_;
+  std::vector<uint64_t> purge_queue_;  // GUARDED_BY(purge_mu_)
   std::mutex lookups_mu_;
   std::unordered_map<uint64_t, uint64_t> lookups_;  // GUARDED_BY(lookups_mu_)
 };

@@ -95,9 +95,28 @@ TEST_F(VolumeFsTest, UnlinkedInodeIsPurgedAtLastForget) {
   ASSERT_TRUE(fs_->Unlink(1, "gone", false).ok());
   EXPECT_TRUE(fs_->GetAttr(ino).ok());  // still open/looked up
   fs_->Forget(ino, 1);
+  EXPECT_EQ(0, CountOps("purge"));  // queued for the next group commit
+  ASSERT_TRUE(fs_->FlushAll().ok());
   EXPECT_EQ(Code::kNotFound, fs_->GetAttr(ino).status().code());
   EXPECT_EQ(1, CountOps("purge"));
   EXPECT_TRUE(store_->VerifyVolume(vol_).ok());
+}
+
+TEST_F(VolumeFsTest, QueuedPurgesFreeQuotaWhenItRunsOut) {
+  ASSERT_TRUE(store_->CreateVolume("q", {0, 4}).ok());
+  Volume* q = *store_->FindVolume("q");
+  VolumeFs fs(store_.get(), q);
+  for (int round = 0; round < 5; ++round) {
+    auto st = fs.Mknod(1, "f", 0100644, 0, Caller{});
+    ASSERT_TRUE(st.ok()) << "round " << round << ": " << st.status().ToString();
+    auto other = fs.Mknod(1, "g", 0100644, 0, Caller{});
+    ASSERT_TRUE(other.ok()) << other.status().ToString();
+    ASSERT_TRUE(fs.Unlink(1, "f", false).ok());
+    ASSERT_TRUE(fs.Unlink(1, "g", false).ok());
+    fs.Forget(st->st_ino, 1);
+    fs.Forget(other->st_ino, 1);
+  }
+  EXPECT_TRUE(store_->VerifyVolume(q).ok());
 }
 
 }  // namespace
