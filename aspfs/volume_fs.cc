@@ -623,6 +623,7 @@ Status VolumeFs::ReadDir(uint64_t ino, uint64_t offset, const EmitFn& emit) {
 }
 
 Result<struct statvfs> VolumeFs::StatFs() {
+  PurgeQueued();  // df right after rm -rf shows the space as free
   auto summary = store_->Summarize(vol_);
   if (!summary.ok()) return summary.status();
   struct statvfs disk;

@@ -19,6 +19,7 @@ uint64_t RssBytes() {
 }  // namespace
 
 Status ControlImpl::FillInfo(Volume* vol, rpc::VolumeInfo::Builder out) {
+  mounts_->FlushVolume(vol->name());  // usage includes buffered writes and pending purges
   auto summary = store_->Summarize(vol);
   if (!summary.ok()) return summary.status();
   out.setName(summary->name);

@@ -6,6 +6,8 @@
 #include <rocksdb/utilities/options_util.h>
 #include <rocksdb/write_batch.h>
 
+#include <time.h>
+
 #include <chrono>
 
 #include "journal/apply.h"
@@ -28,8 +30,12 @@ rocksdb::Slice AsSlice(std::string_view s) { return rocksdb::Slice(s.data(), s.s
 }  // namespace
 
 int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  // The clock the kernel stamps inodes with (current_time()): times we set
+  // and times the kernel sets (writeback cache) must never run backwards
+  // against each other, or make(1) sees fresh outputs as stale.
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
 Result<std::optional<std::string>> StoreStateReader::Get(std::string_view key) const { return store_->Get(key); }

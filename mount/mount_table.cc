@@ -22,6 +22,12 @@ void MountTable::FlushAll() {
   }
 }
 
+void MountTable::FlushVolume(const std::string& volume) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = volume_dirs_.find(volume);
+  if (it != volume_dirs_.end()) mounts_[it->second]->fs()->FlushAll().IgnoreError();
+}
+
 Status MountTable::Mount(const std::string& volume, const std::string& dir, bool read_only) {
   char resolved[PATH_MAX];
   struct stat before;

@@ -36,8 +36,10 @@ class MountTable {
   void UnmountAll();
   std::vector<MountInfo> List();
   std::optional<MountInfo> FindVolume(const std::string& volume);
-  // Commits every mount's buffered writes (the group-commit timer).
+  // Commits every mount's buffered writes and purges (the group-commit timer).
   void FlushAll();
+  // The same for one volume, if mounted (before reporting its usage).
+  void FlushVolume(const std::string& volume);
 
  private:
   Store* store_;
