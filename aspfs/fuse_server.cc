@@ -45,7 +45,12 @@ Caller CallerOf(fuse_req_t req) {
 }
 
 void OpInit(void*, fuse_conn_info* conn) {
-  if (conn->capable & FUSE_CAP_WRITEBACK_CACHE) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+  // No kernel writeback cache: writes reach us at once and we group-commit
+  // them ourselves. With it, dirty pages the kernel has not sent yet are
+  // invisible to FUSE_LSEEK (the kernel does not write back first), so
+  // SEEK_HOLE could report a hole over fresh data and cp --sparse would skip
+  // it; and mtimes would come from two clocks.
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
   // The kernel clears setuid/setgid on write, truncate and chown and sends us
   // the new mode; we do not claim to do it ourselves.
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;

@@ -14,7 +14,9 @@
 namespace aspfs {
 namespace {
 
-constexpr size_t kMaxBufferedBytes = 8 << 20;  // per inode, before a commit is forced
+// Per inode, before a commit is forced. Random small writes re-read and
+// rewrite whole 64 KiB blocks at each commit; a larger buffer does that less.
+constexpr size_t kMaxBufferedBytes = 32 << 20;
 constexpr size_t kMaxQueuedPurges = 512;        // unlinked inodes waiting for one purge txn
 
 void SetTime(struct timespec* ts, int64_t ns) {
@@ -357,7 +359,11 @@ Result<size_t> VolumeFs::Write(uint64_t ino, uint64_t offset, std::string_view d
     auto fresh = std::make_unique<PendingWrite>();
     fresh->size = rec->size;
     fresh->has_blocks = *has_blocks;
-    if (!*has_blocks && !rec->inline_data.empty()) fresh->blocks[0] = rec->inline_data;  // leaving inline
+    if (!*has_blocks && !rec->inline_data.empty()) {
+      fresh->blocks[0] = rec->inline_data;  // leaving inline
+      fresh->bytes = rec->inline_data.size();
+      buffered_bytes_ += fresh->bytes;
+    }
     pending = fresh.get();
     std::lock_guard<std::mutex> lock(dirty_mu_);
     dirty_[ino] = std::move(fresh);
@@ -371,6 +377,8 @@ Result<size_t> VolumeFs::Write(uint64_t ino, uint64_t offset, std::string_view d
         if (!existing.ok()) return existing.status();
         content = std::move(*existing);
       }
+      pending->bytes += content.size();  // memory held, not just bytes written
+      buffered_bytes_ += content.size();
       it = pending->blocks.emplace(b, std::move(content)).first;
     }
     std::string& content = it->second;
@@ -536,11 +544,15 @@ Status VolumeFs::Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t len
       summary->usage.bytes + (end - std::min(end, rec->size)) > summary->quota.bytes) {
     return Error(Code::kQuota, "volume byte quota exceeded");
   }
-  if (keep_size || end <= rec->size) return Status::Ok();
+  // A successful allocation marks mtime and ctime, as on ext4.
   op::SetAttr o;
   o.ino = ino;
-  o.mask = op::kSetSize;
-  o.size = end;
+  o.mask = op::kSetMtime;
+  o.mtime_ns = NowNs();
+  if (!keep_size && end > rec->size) {
+    o.mask |= op::kSetSize;
+    o.size = end;
+  }
   return Commit(o).status();
 }
 

@@ -30,11 +30,11 @@ rocksdb::Slice AsSlice(std::string_view s) { return rocksdb::Slice(s.data(), s.s
 }  // namespace
 
 int64_t NowNs() {
-  // The clock the kernel stamps inodes with (current_time()): times we set
-  // and times the kernel sets (writeback cache) must never run backwards
-  // against each other, or make(1) sees fresh outputs as stale.
+  // Every "now" a volume records comes from here (the kernel writeback cache,
+  // which would stamp times from its own coarse clock, is off), so times
+  // never run backwards against each other.
   struct timespec ts;
-  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  clock_gettime(CLOCK_REALTIME, &ts);
   return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
