@@ -88,7 +88,10 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   fuse_reply_attr(req, &*st, Server(req)->options().attr_timeout);
 }
 
-void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
+void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
+  // ftruncate(2) (a size change through an open file) marks mtime even when
+  // the size stays, as Linux does; the kernel does not always ask for it.
+  if (fi && (to_set & FUSE_SET_ATTR_SIZE) && !(to_set & FUSE_SET_ATTR_MTIME)) to_set |= FUSE_SET_ATTR_MTIME_NOW;
   auto st = Fs(req)->SetAttr(ino, *attr, to_set);
   if (!st.ok()) return ReplyError(req, st.status());
   fuse_reply_attr(req, &*st, Server(req)->options().attr_timeout);

@@ -518,13 +518,21 @@ Status VolumeFs::Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t len
   if (!IsRegular(rec->mode)) return Error(Code::kInvalid, "not a regular file");
   const bool keep_size = mode & FALLOC_FL_KEEP_SIZE;
   const uint64_t end = offset + length;
+  // Every successful fallocate marks mtime and ctime, as on ext4, even when
+  // it changes no byte.
+  op::SetAttr touch;
+  touch.ino = ino;
+  touch.mask = op::kSetMtime;
+  touch.mtime_ns = NowNs();
   if (mode & FALLOC_FL_PUNCH_HOLE) {
     if (!keep_size || (mode & ~(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE))) {
       return Error(Code::kNotSupported, "punch hole needs exactly FALLOC_FL_KEEP_SIZE");
     }
-    if (offset >= rec->size) return Status::Ok();
-    uint64_t clipped = std::min(end, rec->size) - offset;
-    return WriteRangeLocked(ino, *rec, offset, clipped, nullptr, rec->size);
+    if (offset < rec->size) {
+      uint64_t clipped = std::min(end, rec->size) - offset;
+      ASPFS_RETURN_IF_ERROR(WriteRangeLocked(ino, *rec, offset, clipped, nullptr, rec->size));
+    }
+    return Commit(touch).status();
   }
   if (mode & FALLOC_FL_ZERO_RANGE) {
     if (mode & ~(FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE)) return Error(Code::kNotSupported, "bad mode");
@@ -533,7 +541,7 @@ Status VolumeFs::Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t len
     if (offset < zero_end) {
       ASPFS_RETURN_IF_ERROR(WriteRangeLocked(ino, *rec, offset, zero_end - offset, nullptr, new_size));
     }
-    return Status::Ok();
+    return Commit(touch).status();
   }
   if (mode & ~FALLOC_FL_KEEP_SIZE) return Error(Code::kNotSupported, "unsupported fallocate mode");
   // Blocks are not reserved ahead: space is charged when data is written.
@@ -544,16 +552,11 @@ Status VolumeFs::Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t len
       summary->usage.bytes + (end - std::min(end, rec->size)) > summary->quota.bytes) {
     return Error(Code::kQuota, "volume byte quota exceeded");
   }
-  // A successful allocation marks mtime and ctime, as on ext4.
-  op::SetAttr o;
-  o.ino = ino;
-  o.mask = op::kSetMtime;
-  o.mtime_ns = NowNs();
   if (!keep_size && end > rec->size) {
-    o.mask |= op::kSetSize;
-    o.size = end;
+    touch.mask |= op::kSetSize;
+    touch.size = end;
   }
-  return Commit(o).status();
+  return Commit(touch).status();
 }
 
 Result<uint64_t> VolumeFs::Lseek(uint64_t ino, uint64_t offset, int whence) {

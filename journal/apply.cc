@@ -301,6 +301,7 @@ class Applier {
     if (!old.ok()) return old.status();
     if ((o.flags & op::kXattrCreate) && *old) return Error(Code::kExists, "attribute exists");
     if ((o.flags & op::kXattrReplace) && !*old) return Error(Code::kNoData, "no such attribute");
+    if (*old && **old == o.value) return Status::Ok();  // as ext4: the same value changes nothing, not even ctime
     ASPFS_RETURN_IF_ERROR(delta_->Put(k, o.value));
     rec->flags |= kInodeMayHaveXattrs;
     rec->ctime_ns = now_;
