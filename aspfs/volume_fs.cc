@@ -660,7 +660,20 @@ Result<struct statvfs> VolumeFs::StatFs() {
   return st;
 }
 
+// As ext4: names live in the kernel's namespaces and have a name after the prefix.
+static Status CheckXattrName(const std::string& name) {
+  for (const char* prefix : {"user.", "trusted.", "security.", "system."}) {
+    size_t n = strlen(prefix);
+    if (name.compare(0, n, prefix) == 0) {
+      if (name.size() == n) return Error(Code::kInvalid, "empty attribute name");
+      return Status::Ok();
+    }
+  }
+  return Error(Code::kNotSupported, "attribute namespace not supported");
+}
+
 Status VolumeFs::SetXattr(uint64_t ino, const std::string& name, std::string_view value, int flags) {
+  ASPFS_RETURN_IF_ERROR(CheckXattrName(name));
   uint32_t f = 0;
   if (flags & XATTR_CREATE) f |= op::kXattrCreate;
   if (flags & XATTR_REPLACE) f |= op::kXattrReplace;
@@ -668,6 +681,7 @@ Status VolumeFs::SetXattr(uint64_t ino, const std::string& name, std::string_vie
 }
 
 Result<std::string> VolumeFs::GetXattr(uint64_t ino, const std::string& name) {
+  ASPFS_RETURN_IF_ERROR(CheckXattrName(name));
   if (name.size() > kXattrNameMax) return Error(Code::kRange, "attribute name too long");
   auto rec = LoadInode(ino);
   if (!rec.ok()) return rec.status();
@@ -692,6 +706,7 @@ Result<std::string> VolumeFs::ListXattr(uint64_t ino) {
 }
 
 Status VolumeFs::RemoveXattr(uint64_t ino, const std::string& name) {
+  ASPFS_RETURN_IF_ERROR(CheckXattrName(name));
   return Commit(op::RemoveXattr{ino, name}).status();
 }
 

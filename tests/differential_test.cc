@@ -16,7 +16,8 @@
 //
 // Replay a failure with the seed it prints:
 //   ASPFS_SEED=n ./build/tests/differential_test [--gtest_filter=...]
-// ASPFS_STEPS=n scales the number of steps of the random tests.
+// ASPFS_STEPS=n scales the number of steps of the random tests; ASPFS_VERBOSE=1
+// prints every step and its result.
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -40,6 +41,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "tests/harness.h"
@@ -248,14 +250,13 @@ std::string DescribeContentDiff(const std::string& want, const std::string& got)
 
 // Whether the last step changed each path's mtime and ctime must agree: the
 // values themselves differ between the two file systems. "" when it does.
-std::string DiffTimeChanges(const Tree& ref_before, const Tree& ref, const Tree& fs_before, const Tree& fs,
-                            bool skip_files = false) {
+// (A remount or a restart must change none.)
+std::string DiffTimeChanges(const Tree& ref_before, const Tree& ref, const Tree& fs_before, const Tree& fs) {
   std::ostringstream out;
   for (const auto& [path, now] : ref) {
     auto rb = ref_before.find(path), fb = fs_before.find(path), fn = fs.find(path);
     if (rb == ref_before.end() || fb == fs_before.end() || fn == fs.end()) continue;
     if (rb->second.type != now.type) continue;  // replaced
-    if (skip_files && now.type == 'f') continue;
     bool ref_m = rb->second.mtime_ns != now.mtime_ns, fs_m = fb->second.mtime_ns != fn->second.mtime_ns;
     bool ref_c = rb->second.ctime_ns != now.ctime_ns, fs_c = fb->second.ctime_ns != fn->second.ctime_ns;
     if (ref_m != fs_m) {
@@ -263,9 +264,6 @@ std::string DiffTimeChanges(const Tree& ref_before, const Tree& ref, const Tree&
           << (fs_m ? "changed" : "unchanged") << " on aspfs (" << fb->second.mtime_ns << " -> " << fn->second.mtime_ns
           << ")\n";
     }
-    // BUG(aspfs): rarely (~1 in 200 after a setxattr) a write changes a
-    // file's mtime but leaves its ctime; tolerated here, see the report.
-    if (ref_c != fs_c && now.type == 'f' && ref_c && fs_m) continue;
     if (ref_c != fs_c) {
       out << "/" << path << ": ctime " << (ref_c ? "changed" : "unchanged") << " on ref, "
           << (fs_c ? "changed" : "unchanged") << " on aspfs (" << fb->second.ctime_ns << " -> " << fn->second.ctime_ns
@@ -358,9 +356,6 @@ std::string CheckHoles(int fd, bool flush_first) {
   struct stat st;
   if (fstat(fd, &st) != 0) return "fstat" + ErrName(errno);
   if (!S_ISREG(st.st_mode)) return "not regular";
-  // BUG(aspfs): data still in the kernel's writeback cache is reported as
-  // a hole (even ENXIO for SEEK_HOLE at 0) until it is flushed; see the
-  // SeekDataSeesUnflushedWrites test. Flush first to look past it.
   if (flush_first && fsync(fd) != 0) return "fsync" + ErrName(errno);
   std::string content(st.st_size, '\0');
   if (pread(fd, content.data(), content.size(), 0) != st.st_size) return "short read";
@@ -426,6 +421,7 @@ class Fuzzer {
     for (const Choice& c : choices) total += c.weight;
     int pick = static_cast<int>(U(total));
     bool as_user = P(0.2);
+    as_user_ = as_user;
     for (const Choice& c : choices) {
       if (pick < c.weight) return as_user ? AsUser((this->*c.make)()) : (this->*c.make)();
       pick -= c.weight;
@@ -562,7 +558,9 @@ class Fuzzer {
     std::string path = NewPath();
     int flags = O_CREAT | O_WRONLY | O_NONBLOCK;
     if (P(0.3)) flags |= O_EXCL;
-    if (P(0.3)) flags |= O_TRUNC;
+    // BUG(aspfs): open(O_TRUNC) by an unprivileged user keeps the setuid and
+    // setgid bits (see OpenTruncClearsSetuid); no O_TRUNC in user steps.
+    if (P(0.3) && !as_user_) flags |= O_TRUNC;
     mode_t mode = P(0.5) ? 0666 : ModeBits() & 0777;
     std::ostringstream what;
     what << "create " << path << " flags=0x" << std::hex << flags << " mode=0" << std::oct << mode;
@@ -988,10 +986,11 @@ class Fuzzer {
 
   Step SeekHoles() {
     std::string path = ExistingFile();
-    return {"seek-holes " + path, [=](const std::string& base) {
+    bool flush_first = P(0.5);
+    return {"seek-holes " + path + (flush_first ? " (after fsync)" : ""), [=](const std::string& base) {
               int fd = open(Join(base, path).c_str(), O_RDONLY | O_NONBLOCK);
               if (fd < 0) return "open" + ErrName(errno);
-              std::string r = CheckHoles(fd, /*flush_first=*/true);  // BUG(aspfs): see CheckHoles
+              std::string r = CheckHoles(fd, flush_first);
               close(fd);
               return r;
             }};
@@ -1066,6 +1065,7 @@ class Fuzzer {
   }
 
   std::mt19937_64 rng_;
+  bool as_user_ = false;  // the step being made will run as user 1000
   const Tree* tree_ = nullptr;
   std::vector<std::string> entries_, dirs_, files_;
 };
@@ -1150,11 +1150,7 @@ class DifferentialTest : public ::testing::Test {
     std::string diff = DiffTrees(ref, fs);
     ASSERT_TRUE(diff.empty()) << "trees differ " << when << ":\n" << diff << Context(step);
     if (!tree_.empty() && check_times) {
-      // BUG(aspfs): a regular file's mtime/ctime as seen before a remount (the
-      // kernel's, writeback cache) can differ from what the daemon stored, e.g.
-      // after a write in the same clock tick as a truncate, or a write followed
-      // by a punch hole; see MtimeStableAcrossRemount. Skip files when cold.
-      diff = DiffTimeChanges(tree_, ref, fs_tree_, fs, /*skip_files=*/cold);
+      diff = DiffTimeChanges(tree_, ref, fs_tree_, fs);
       ASSERT_TRUE(diff.empty()) << "timestamps differ " << when << ":\n" << diff << Context(step);
     }
     // Every few steps, read every file past the page cache (O_DIRECT goes to
@@ -1397,6 +1393,113 @@ TEST_F(DifferentialTest, LargeDirectoryReaddir) {
   ASSERT_NO_FATAL_FAILURE(Remount());
   Tree ref = Snapshot(ref_), fs = Snapshot(mnt_);
   EXPECT_EQ("", DiffTrees(ref, fs));
+}
+
+// Found by probing: a clean stop (SIGTERM, "stopped cleanly") must not lose
+// what a process wrote to a file it still holds open (in the kernel's
+// writeback cache, neither flushed nor fsynced): the daemon can flush the
+// mount (syncfs) before it lets go of it.
+TEST_F(DifferentialTest, CleanStopKeepsDataOfOpenFiles) {
+  const std::string path = mnt_ + "/still-open";
+  int fd = open(path.c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(6, write(fd, "hello\n", 6));
+  EXPECT_EQ(0, daemon_->Stop());
+  close(fd);  // fails: the mount is gone
+  ASSERT_NO_FATAL_FAILURE(daemon_->Start());
+  CliResult m = daemon_->Cli({"mount", "v", mnt_});
+  ASSERT_EQ(0, m.exit_code) << m.err;
+  EXPECT_EQ("hello\n", ReadFile(path));
+}
+
+// Found by the fuzzer: open(O_TRUNC) by a process without CAP_FSETID clears
+// the set-user-ID bit (and set-group-ID when group-executable), as
+// ftruncate(2) and write(2) do; otherwise anyone allowed to write to a
+// setuid file can empty it and keep the bit.
+TEST_F(DifferentialTest, OpenTruncClearsSetuid) {
+  auto run = [](const std::string& base) {
+    std::string path = base + "/setuid";
+    WriteFile(path, "#!/bin/sh\n");
+    chmod(path.c_str(), 06777);
+    setfsgid(1000);
+    setfsuid(1000);
+    int fd = open(path.c_str(), O_WRONLY | O_TRUNC);
+    std::string r = fd < 0 ? "open" + ErrName(errno) : "ok";
+    if (fd >= 0) close(fd);
+    setfsuid(0);
+    setfsgid(0);
+    struct stat st;
+    if (stat(path.c_str(), &st) == 0) {
+      std::ostringstream mode;
+      mode << std::oct << (st.st_mode & 07777);
+      r += " mode=0" + mode.str() + " size=" + std::to_string(st.st_size);
+    }
+    return r;
+  };
+  std::string want = run(ref_);
+  EXPECT_EQ(want, run(mnt_)) << "(the first is ext4's)";
+}
+
+// A POSIX ACL as the kernel's system.posix_acl_* xattrs carry it.
+std::string AclXattr(const std::vector<std::tuple<uint16_t, uint16_t, uint32_t>>& entries) {
+  std::string out;
+  auto put = [&](uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
+  };
+  put(2, 4);  // POSIX_ACL_XATTR_VERSION
+  for (const auto& [tag, perm, id] : entries) {
+    put(tag, 2);
+    put(perm, 2);
+    put(id, 4);
+  }
+  return out;
+}
+
+// Found by probing: setfacl on the mount succeeds and getfacl shows the ACL,
+// but the kernel never enforces it nor inherits default ACLs. The same steps
+// on both sides must give the same results.
+// Known gap, kept for the session that closes it: the mount does not ask the
+// kernel for POSIX ACL enforcement (FUSE_CAP_POSIX_ACL), so ACLs are stored
+// and returned but not enforced (docs/decisions.md, "Kernel caching").
+TEST_F(DifferentialTest, DISABLED_PosixAclsAreEnforced) {
+  constexpr uint16_t kUserObj = 0x01, kUser = 0x02, kGroupObj = 0x04, kMask = 0x10, kOther = 0x20;
+  constexpr uint32_t kNoId = 0xffffffff;
+  // u::rw- u:1000:--- g::r-- m::r-- o::r--  (mode 0644, but not for 1000)
+  const std::string deny = AclXattr(
+      {{kUserObj, 6, kNoId}, {kUser, 0, 1000}, {kGroupObj, 4, kNoId}, {kMask, 4, kNoId}, {kOther, 4, kNoId}});
+  // u::rwx u:1000:rwx g::r-x m::rwx o::r-x, as a default ACL.
+  const std::string inherit = AclXattr(
+      {{kUserObj, 7, kNoId}, {kUser, 7, 1000}, {kGroupObj, 5, kNoId}, {kMask, 7, kNoId}, {kOther, 5, kNoId}});
+  auto run = [&](const std::string& base) {
+    std::string r;
+    WriteFile(base + "/acl-file", "public\n");
+    chmod((base + "/acl-file").c_str(), 0644);
+    r += "set=" + Res(setxattr((base + "/acl-file").c_str(), "system.posix_acl_access", deny.data(), deny.size(), 0));
+    setfsgid(1000);
+    setfsuid(1000);
+    int fd = open((base + "/acl-file").c_str(), O_RDONLY);
+    r += " open-as-1000=" + std::string(fd < 0 ? ErrName(errno) : "ok");
+    if (fd >= 0) close(fd);
+    setfsuid(0);
+    setfsgid(0);
+    mkdir((base + "/acl-dir").c_str(), 0755);
+    r += " set-default=" + Res(setxattr((base + "/acl-dir").c_str(), "system.posix_acl_default", inherit.data(),
+                                        inherit.size(), 0));
+    WriteFile(base + "/acl-dir/new", "x");
+    r += " inherited=" + Res(getxattr((base + "/acl-dir/new").c_str(), "system.posix_acl_access", nullptr, 0));
+    return r;
+  };
+  std::string want = run(ref_);
+  EXPECT_EQ(want, run(mnt_)) << "(the first is ext4's)";
+}
+
+// Found by probing: xattr names outside the kernel's namespaces, or with an
+// empty name after "user.", are refused by ext4 (EOPNOTSUPP, EINVAL).
+TEST_F(DifferentialTest, XattrNamespacesChecked) {
+  for (const char* name : {"bogus.x", "user.", "user.ok"}) {
+    std::string want = Res(setxattr((ref_).c_str(), name, "1", 1, 0));
+    EXPECT_EQ(want, Res(setxattr((mnt_).c_str(), name, "1", 1, 0))) << name;
+  }
 }
 
 // Found by the fuzzer: lseek(SEEK_DATA/SEEK_HOLE) must see data that is
