@@ -558,9 +558,7 @@ class Fuzzer {
     std::string path = NewPath();
     int flags = O_CREAT | O_WRONLY | O_NONBLOCK;
     if (P(0.3)) flags |= O_EXCL;
-    // BUG(aspfs): open(O_TRUNC) by an unprivileged user keeps the setuid and
-    // setgid bits (see OpenTruncClearsSetuid); no O_TRUNC in user steps.
-    if (P(0.3) && !as_user_) flags |= O_TRUNC;
+    if (P(0.3)) flags |= O_TRUNC;
     mode_t mode = P(0.5) ? 0666 : ModeBits() & 0777;
     std::ostringstream what;
     what << "create " << path << " flags=0x" << std::hex << flags << " mode=0" << std::oct << mode;
