@@ -138,27 +138,9 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (fi->flags & O_TRUNC) {
-    // POSIX: O_TRUNC on an existing file marks mtime and ctime for update,
-    // even when it was already empty.
-    struct stat attr;
-    memset(&attr, 0, sizeof attr);
-    int to_set = VolumeFs::kSetSize | VolumeFs::kSetMtimeNow;
-    // The kernel leaves the truncate to us (atomic O_TRUNC), and with it the
-    // duty of truncate(2): a caller without CAP_FSETID (approximated: not
-    // root) clears set-user-ID, and set-group-ID when group-executable.
-    if (CallerOf(req).uid != 0) {
-      auto before = Fs(req)->GetAttr(ino);
-      if (!before.ok()) return ReplyError(req, before.status());
-      mode_t mode = before->st_mode & 07777;
-      mode_t killed = mode & ~S_ISUID;
-      if (mode & S_IXGRP) killed &= ~S_ISGID;
-      if (killed != mode) {
-        attr.st_mode = killed;
-        to_set |= VolumeFs::kSetMode;
-      }
-    }
-    auto st = Fs(req)->SetAttr(ino, attr, to_set);
-    if (!st.ok()) return ReplyError(req, st.status());
+    // The kernel leaves the truncate to us (atomic O_TRUNC).
+    Status s = Fs(req)->TruncateOnOpen(ino, CallerOf(req));
+    if (!s.ok()) return ReplyError(req, s);
   }
   fi->keep_cache = 1;  // one writer per volume: cached pages stay valid
   fuse_reply_open(req, fi);

@@ -276,10 +276,28 @@ Status VolumeFs::Truncate(uint64_t ino, uint64_t size) {
   return SetAttr(ino, attr, kSetSize).status();
 }
 
-Result<bool> VolumeFs::HasBlocks(uint64_t ino) const {
+Status VolumeFs::TruncateOnOpen(uint64_t ino, const Caller& caller) {
+  std::lock_guard<std::mutex> inode_lock(InodeLock(ino));
+  DropPending(ino);  // about to be cut away
   auto rec = LoadInode(ino);
   if (!rec.ok()) return rec.status();
-  if (!(rec->flags & kInodeMayHaveBlocks)) return false;
+  op::SetAttr o;
+  o.ino = ino;
+  o.mask = op::kSetSize | op::kSetMtime;
+  o.size = 0;
+  o.mtime_ns = NowNs();
+  uint32_t mode = rec->mode & 07777;
+  uint32_t killed = mode & ~S_ISUID;
+  if (mode & S_IXGRP) killed &= ~S_ISGID;
+  if (caller.uid != 0 && killed != mode) {
+    o.mask |= op::kSetMode;
+    o.mode = killed;
+  }
+  return Commit(o).status();
+}
+
+Result<bool> VolumeFs::HasBlocks(uint64_t ino, const InodeRecord& rec) const {
+  if (!(rec.flags & kInodeMayHaveBlocks)) return false;
   bool found = false;
   std::string prefix = key::ExtentPrefix(vol_->id(), InodeId{ino});
   ASPFS_RETURN_IF_ERROR(store_->Scan(prefix, key::PrefixEnd(prefix), [&](std::string_view, std::string_view) {
@@ -349,7 +367,7 @@ Result<size_t> VolumeFs::Write(uint64_t ino, uint64_t offset, std::string_view d
     auto rec = LoadInode(ino);
     if (!rec.ok()) return rec.status();
     if (!IsRegular(rec->mode)) return Error(Code::kInvalid, "not a regular file");
-    auto has_blocks = HasBlocks(ino);
+    auto has_blocks = HasBlocks(ino, *rec);
     if (!has_blocks.ok()) return has_blocks.status();
     if (!*has_blocks && end <= kInlineMax) {
       // Small files stay inline, one small txn per write.
@@ -428,7 +446,9 @@ Status VolumeFs::FlushLocked(uint64_t ino) {
 }
 
 Status VolumeFs::Flush(uint64_t ino) {
-  if (buffered_bytes_.load() == 0 && !FindPending(ino)) return Status::Ok();
+  // Every pending entry holds bytes, so the counter answers most calls
+  // without a lock.
+  if (buffered_bytes_.load() == 0 || !FindPending(ino)) return Status::Ok();
   std::lock_guard<std::mutex> inode_lock(InodeLock(ino));
   return FlushLocked(ino);
 }
@@ -453,23 +473,21 @@ Status VolumeFs::Fsync(uint64_t ino) {
   return store_->Sync();
 }
 
-Status VolumeFs::WriteRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t offset, uint64_t length,
-                                  const char* data, uint64_t new_size) {
-  auto has_blocks = HasBlocks(ino);
+Status VolumeFs::ZeroRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t offset, uint64_t length,
+                                 uint64_t new_size) {
+  auto has_blocks = HasBlocks(ino, rec);
   if (!has_blocks.ok()) return has_blocks.status();
   const uint64_t end = offset + length;
-  if (!*has_blocks && end <= kInlineMax && new_size <= std::max<uint64_t>(rec.size, end)) {
-    std::string bytes = data ? std::string(data, length) : std::string(length, '\0');
-    return Commit(op::WriteInline{ino, offset, std::move(bytes)}).status();
+  if (!*has_blocks && end <= kInlineMax) {
+    return Commit(op::WriteInline{ino, offset, std::string(length, '\0')}).status();
   }
   // Block mode. A file still inline moves its data to block 0 in this txn.
-  const bool converting = !*has_blocks && !rec.inline_data.empty();
   std::map<uint64_t, std::string> blocks;
-  if (converting) blocks[0] = rec.inline_data;
-  for (uint64_t b = offset / kBlockSize; length > 0 && b <= (end - 1) / kBlockSize; ++b) {
+  if (!*has_blocks && !rec.inline_data.empty()) blocks[0] = rec.inline_data;
+  for (uint64_t b = offset / kBlockSize; b <= (end - 1) / kBlockSize; ++b) {
     std::string content;
-    if (blocks.count(b)) {
-      content = std::move(blocks[b]);
+    if (auto it = blocks.find(b); it != blocks.end()) {
+      content = std::move(it->second);
     } else if (*has_blocks) {
       auto existing = ReadBlock(ino, b);
       if (!existing.ok()) return existing.status();
@@ -478,10 +496,7 @@ Status VolumeFs::WriteRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t
     const uint64_t bstart = b * kBlockSize;
     const uint64_t lo = std::max(offset, bstart) - bstart;
     const uint64_t hi = std::min(end, bstart + kBlockSize) - bstart;
-    if (data) {
-      if (content.size() < hi) content.resize(hi, '\0');
-      memcpy(content.data() + lo, data + (bstart + lo - offset), hi - lo);
-    } else if (content.size() > lo) {
+    if (content.size() > lo) {
       memset(content.data() + lo, 0, std::min<uint64_t>(hi, content.size()) - lo);
       if (AllZero(content)) content.clear();
     }
@@ -530,7 +545,7 @@ Status VolumeFs::Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t len
     }
     if (offset < rec->size) {
       uint64_t clipped = std::min(end, rec->size) - offset;
-      ASPFS_RETURN_IF_ERROR(WriteRangeLocked(ino, *rec, offset, clipped, nullptr, rec->size));
+      ASPFS_RETURN_IF_ERROR(ZeroRangeLocked(ino, *rec, offset, clipped, rec->size));
     }
     return Commit(touch).status();
   }
@@ -539,7 +554,7 @@ Status VolumeFs::Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t len
     uint64_t new_size = keep_size ? rec->size : std::max(rec->size, end);
     uint64_t zero_end = std::min(end, std::max(rec->size, new_size));
     if (offset < zero_end) {
-      ASPFS_RETURN_IF_ERROR(WriteRangeLocked(ino, *rec, offset, zero_end - offset, nullptr, new_size));
+      ASPFS_RETURN_IF_ERROR(ZeroRangeLocked(ino, *rec, offset, zero_end - offset, new_size));
     }
     return Commit(touch).status();
   }
@@ -565,7 +580,7 @@ Result<uint64_t> VolumeFs::Lseek(uint64_t ino, uint64_t offset, int whence) {
   if (!rec.ok()) return rec.status();
   if (whence != SEEK_DATA && whence != SEEK_HOLE) return Error(Code::kInvalid, "bad whence");
   if (offset >= rec->size) return Error(Code::kNoSuchOffset, "offset past end of file");
-  auto has_blocks = HasBlocks(ino);
+  auto has_blocks = HasBlocks(ino, *rec);
   if (!has_blocks.ok()) return has_blocks.status();
   if (!*has_blocks) {
     uint64_t data_end = rec->inline_data.size();

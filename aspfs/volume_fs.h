@@ -65,6 +65,10 @@ class VolumeFs {
   Result<std::string> ReadLink(uint64_t ino);
 
   Status Truncate(uint64_t ino, uint64_t size);
+  // open(O_TRUNC): size 0 and mtime/ctime marked even when already empty;
+  // a caller without CAP_FSETID (approximated: not root) clears set-user-ID,
+  // and set-group-ID when group-executable, as truncate(2) does.
+  Status TruncateOnOpen(uint64_t ino, const Caller& caller);
   Result<std::string> Read(uint64_t ino, uint64_t offset, size_t size);
   Result<size_t> Write(uint64_t ino, uint64_t offset, std::string_view data);
   Status Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t length);
@@ -101,11 +105,11 @@ class VolumeFs {
   Result<Position> Commit(Op op);
   struct stat ToStat(uint64_t ino, const InodeRecord& rec) const;
   std::mutex& InodeLock(uint64_t ino) { return inode_locks_[ino % inode_locks_.size()]; }
-  Result<bool> HasBlocks(uint64_t ino) const;
-  // Overwrites [offset, offset+length) with data (or zeros when data is
-  // null) and sets the size to new_size. REQUIRES(InodeLock(ino)).
-  Status WriteRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t offset, uint64_t length, const char* data,
-                          uint64_t new_size);
+  // Whether ino (whose record the caller holds) has extents.
+  Result<bool> HasBlocks(uint64_t ino, const InodeRecord& rec) const;
+  // Zeroes [offset, offset+length) (whole blocks become holes) and sets the
+  // size to new_size. REQUIRES(InodeLock(ino)).
+  Status ZeroRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t offset, uint64_t length, uint64_t new_size);
   Result<std::string> ReadBlock(uint64_t ino, uint64_t block) const;  // "" for a hole
   // Stores each block's content as a chunk ("" = hole) and commits them,
   // with the file's new size, as one SetBlocks txn.
