@@ -25,6 +25,7 @@
 #include "journal/chunk_log.h"
 #include "journal/format.h"
 #include "journal/state.h"
+#include "journal/state_cache.h"
 #include "journal/status.h"
 #include "journal/txn.h"
 
@@ -129,6 +130,7 @@ class Store {
 
  private:
   friend class Volume;
+  static constexpr size_t kStateCacheBytes = 64 << 20;
   Store() : state_reader_(this) {}
   Status LoadVolumes();
 
@@ -140,6 +142,8 @@ class Store {
   std::unique_ptr<ChunkLog> chunk_log_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   StoreStateReader state_reader_;
+  // Every state key Get() reads or a commit writes; see state_cache.h.
+  mutable StateCache state_cache_{kStateCacheBytes};
 
   std::mutex volumes_mu_;
   std::map<std::string, std::unique_ptr<Volume>> volumes_;  // GUARDED_BY(volumes_mu_)
