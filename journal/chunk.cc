@@ -3,7 +3,10 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include <array>
+#include <cmath>
 #include <cstring>
+#include <memory>
 
 namespace aspfs {
 
@@ -15,19 +18,50 @@ ChunkId HashChunk(std::string_view data) {
   return id;
 }
 
-std::string EncodeChunk(std::string_view data) {
-  std::string out(5 + ZSTD_compressBound(data.size()), '\0');
-  uint32_t len = static_cast<uint32_t>(data.size());
-  memcpy(&out[1], &len, 4);
-  size_t n = ZSTD_compress(&out[5], out.size() - 5, data.data(), data.size(), 1);
-  if (ZSTD_isError(n) || n >= data.size()) {
-    out[0] = 0;
-    out.resize(5);
-    out.append(data);
-  } else {
-    out[0] = 1;
-    out.resize(5 + n);
+bool LooksIncompressible(std::string_view data) {
+  // Shannon entropy of the byte histogram of an evenly spread sample, as
+  // btrfs's heuristic: media, archives and random data sit near 8 bits per
+  // byte; text and binaries well below.
+  constexpr size_t kSamples = 4096;
+  constexpr double kMaxBitsPerByte = 7.5;
+  if (data.size() < kSamples) return false;
+  std::array<uint32_t, 256> histogram{};
+  // An odd stride: an even one samples the same byte of every machine word.
+  size_t stride = (data.size() / kSamples - 1) | 1;
+  for (size_t i = 0; i < kSamples; ++i) ++histogram[static_cast<unsigned char>(data[i * stride])];
+  double bits = 0;
+  for (uint32_t count : histogram) {
+    if (count == 0) continue;
+    double p = static_cast<double>(count) / kSamples;
+    bits -= p * std::log2(p);
   }
+  return bits > kMaxBitsPerByte;
+}
+
+std::string EncodeChunk(std::string_view data) {
+  constexpr size_t kHeader = 5;
+  uint32_t len = static_cast<uint32_t>(data.size());
+  auto raw = [&] {
+    std::string out;
+    out.reserve(kHeader + data.size());
+    out.push_back(0);
+    out.append(reinterpret_cast<const char*>(&len), 4);
+    out.append(data);
+    return out;
+  };
+  if (LooksIncompressible(data)) return raw();
+  // A compression context per thread: ZSTD_compress() would build and tear
+  // down one (and its tables) for every chunk.
+  thread_local std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+  size_t bound = ZSTD_compressBound(data.size());
+  std::unique_ptr<char[]> buffer(new char[bound]);
+  size_t n = ZSTD_compressCCtx(cctx.get(), buffer.get(), bound, data.data(), data.size(), 1);
+  if (ZSTD_isError(n) || n >= data.size()) return raw();
+  std::string out;
+  out.reserve(kHeader + n);
+  out.push_back(1);
+  out.append(reinterpret_cast<const char*>(&len), 4);
+  out.append(buffer.get(), n);
   return out;
 }
 
@@ -41,7 +75,8 @@ Result<std::string> DecodeChunk(const ChunkId& id, std::string_view body) {
     data.assign(body.substr(5));
   } else if (body[0] == 1) {
     data.resize(len);
-    size_t n = ZSTD_decompress(data.data(), len, body.data() + 5, body.size() - 5);
+    thread_local std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+    size_t n = ZSTD_decompressDCtx(dctx.get(), data.data(), len, body.data() + 5, body.size() - 5);
     if (ZSTD_isError(n)) return Error(Code::kCorrupt, "chunk " + id.ToHex() + " does not decompress");
     data.resize(n);
   } else {

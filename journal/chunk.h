@@ -13,7 +13,9 @@ namespace aspfs {
 
 ChunkId HashChunk(std::string_view data);
 // Stored body: 1 format byte (0 raw, 1 zstd), 4-byte little-endian length, payload.
+// Data that looks incompressible (LooksIncompressible) is stored raw without trying.
 std::string EncodeChunk(std::string_view data);
+bool LooksIncompressible(std::string_view data);
 // Decodes a stored body and checks it against its id: a mismatch is kCorrupt.
 Result<std::string> DecodeChunk(const ChunkId& id, std::string_view body);
 
