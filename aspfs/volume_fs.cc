@@ -14,9 +14,11 @@
 namespace aspfs {
 namespace {
 
-// Per inode, before a commit is forced. Random small writes re-read and
-// rewrite whole 64 KiB blocks at each commit; a larger buffer does that less.
+// Per inode, before a commit is forced.
 constexpr size_t kMaxBufferedBytes = 32 << 20;
+// Page patches a block may carry before a commit rewrites it whole: each is a
+// chunk to fetch when the block is read.
+constexpr size_t kMaxPatches = 8;
 constexpr size_t kMaxQueuedPurges = 512;        // unlinked inodes waiting for one purge txn
 
 void SetTime(struct timespec* ts, int64_t ns) {
@@ -313,10 +315,37 @@ Result<std::string> VolumeFs::ReadBlock(uint64_t ino, uint64_t block) const {
   if (!*raw) return std::string();
   auto ext = ExtentRecord::Decode(**raw);
   if (!ext.ok()) return ext.status();
-  auto data = store_->ReadChunk(ext->chunk);
-  if (!data.ok()) return data.status();
-  data->resize(ext->length, '\0');
-  return std::move(*data);
+  return AssembleBlock(*ext, 0, kBlockSize);
+}
+
+Result<std::string> VolumeFs::AssembleBlock(const ExtentRecord& ext, uint64_t lo, uint64_t hi) const {
+  std::string out(ext.End(), '\0');
+  hi = std::min<uint64_t>(hi, out.size());
+  if (lo >= hi) return out;
+  auto patched = [&](uint64_t page) {
+    return std::any_of(ext.patches.begin(), ext.patches.end(), [&](const PagePatch& p) { return p.page == page; });
+  };
+  bool need_base = false;
+  if (!ext.chunk.IsZero()) {
+    for (uint64_t page = lo / kPageSize; page <= (hi - 1) / kPageSize && !need_base; ++page) {
+      need_base = !patched(page);
+    }
+  }
+  if (need_base) {
+    auto base = store_->ReadChunk(ext.chunk);
+    if (!base.ok()) return base.status();
+    memcpy(out.data(), base->data(), std::min<size_t>({ext.length, base->size(), out.size()}));
+  }
+  for (const PagePatch& p : ext.patches) {
+    uint64_t start = p.page * kPageSize;
+    if (start >= hi || start + kPageSize <= lo) continue;
+    uint64_t page_end = std::min<uint64_t>(start + kPageSize, out.size());
+    memset(out.data() + start, 0, page_end - start);  // the patch replaces the whole page
+    auto data = store_->ReadChunk(p.chunk);
+    if (!data.ok()) return data.status();
+    memcpy(out.data() + start, data->data(), std::min<size_t>({p.length, data->size(), page_end - start}));
+  }
+  return out;
 }
 
 Result<std::string> VolumeFs::Read(uint64_t ino, uint64_t offset, size_t size) {
@@ -347,11 +376,11 @@ Result<std::string> VolumeFs::Read(uint64_t ino, uint64_t offset, size_t size) {
     extents.emplace_back(b, *ext);
   }
   for (const auto& [block, ext] : extents) {
-    auto data = store_->ReadChunk(ext.chunk);
-    if (!data.ok()) return data.status().Context("read inode " + std::to_string(ino));
     uint64_t bstart = block * kBlockSize;
-    uint64_t valid_end = bstart + std::min<uint64_t>(ext.length, data->size());
-    uint64_t lo = std::max(offset, bstart), hi = std::min(offset + size, valid_end);
+    uint64_t lo = std::max(offset, bstart), hi = std::min(offset + size, bstart + kBlockSize);
+    auto data = AssembleBlock(ext, lo - bstart, hi - bstart);
+    if (!data.ok()) return data.status().Context("read inode " + std::to_string(ino));
+    hi = std::min<uint64_t>(hi, bstart + data->size());
     if (lo < hi) memcpy(out.data() + (lo - offset), data->data() + (lo - bstart), hi - lo);
   }
   return out;
@@ -387,7 +416,23 @@ Result<size_t> VolumeFs::Write(uint64_t ino, uint64_t offset, std::string_view d
     dirty_[ino] = std::move(fresh);
   }
   for (uint64_t b = offset / kBlockSize; b <= (end - 1) / kBlockSize; ++b) {
+    const uint64_t bstart = b * kBlockSize;
+    const uint64_t lo = std::max(offset, bstart) - bstart;
+    const uint64_t hi = std::min(end, bstart + kBlockSize) - bstart;
     auto it = pending->blocks.find(b);
+    if (it == pending->blocks.end() && pending->has_blocks && lo % kPageSize == 0 && hi % kPageSize == 0) {
+      // Whole pages of a block the file may have: kept as pages, the block unread.
+      auto& pages = pending->pages[b];
+      for (uint64_t at = lo; at < hi; at += kPageSize) {
+        auto [page, added] = pages.try_emplace(static_cast<uint32_t>(at / kPageSize));
+        if (added) {
+          pending->bytes += kPageSize;
+          buffered_bytes_ += kPageSize;
+        }
+        page->second.assign(data.data() + (bstart + at - offset), kPageSize);
+      }
+      continue;
+    }
     if (it == pending->blocks.end()) {
       std::string content;
       if (pending->has_blocks) {
@@ -395,14 +440,22 @@ Result<size_t> VolumeFs::Write(uint64_t ino, uint64_t offset, std::string_view d
         if (!existing.ok()) return existing.status();
         content = std::move(*existing);
       }
+      // Pages buffered for this block join its whole content.
+      if (auto pages = pending->pages.find(b); pages != pending->pages.end()) {
+        for (const auto& [page, bytes] : pages->second) {
+          uint64_t start = page * kPageSize;
+          if (content.size() < start + kPageSize) content.resize(start + kPageSize, '\0');
+          memcpy(content.data() + start, bytes.data(), kPageSize);
+          pending->bytes -= kPageSize;
+          buffered_bytes_ -= kPageSize;
+        }
+        pending->pages.erase(pages);
+      }
       pending->bytes += content.size();  // memory held, not just bytes written
       buffered_bytes_ += content.size();
       it = pending->blocks.emplace(b, std::move(content)).first;
     }
     std::string& content = it->second;
-    const uint64_t bstart = b * kBlockSize;
-    const uint64_t lo = std::max(offset, bstart) - bstart;
-    const uint64_t hi = std::min(end, bstart + kBlockSize) - bstart;
     if (content.size() < hi) {
       pending->bytes += hi - content.size();
       buffered_bytes_ += hi - content.size();
@@ -441,7 +494,7 @@ Status VolumeFs::FlushLocked(uint64_t ino) {
   buffered_bytes_ -= pending->bytes;
   // A failed commit (quota, store error) drops the buffered data: the error
   // reaches the writer at fsync or close, as a failed writeback would.
-  return CommitBlocks(ino, pending->size, pending->blocks)
+  return CommitBlocks(ino, pending->size, pending->blocks, pending->pages)
       .Context("commit buffered writes of inode " + std::to_string(ino));
 }
 
@@ -505,19 +558,59 @@ Status VolumeFs::ZeroRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t 
   return CommitBlocks(ino, new_size, blocks);
 }
 
-Status VolumeFs::CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64_t, std::string>& blocks) {
+Status VolumeFs::CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64_t, std::string>& blocks,
+                              const PageWrites& pages) {
   // Hashing and compression happen here, outside the volume's commit lock.
   op::SetBlocks o;
   o.ino = ino;
   o.size = size;
-  for (const auto& [b, content] : blocks) {
+  auto add_block = [&](uint64_t b, const std::string& content) -> Status {
     if (content.empty()) {
-      o.blocks.push_back(op::BlockRef{b, ChunkId{}, 0});  // a hole
-      continue;
+      o.blocks.push_back(op::BlockRef{b, ChunkId{}, 0, {}});  // a hole
+      return Status::Ok();
     }
     ChunkId id = HashChunk(content);
     ASPFS_RETURN_IF_ERROR(store_->PutChunk(id, content));
-    o.blocks.push_back(op::BlockRef{b, id, static_cast<uint32_t>(content.size())});
+    o.blocks.push_back(op::BlockRef{b, id, static_cast<uint32_t>(content.size()), {}});
+    return Status::Ok();
+  };
+  for (const auto& [b, content] : blocks) ASPFS_RETURN_IF_ERROR(add_block(b, content));
+  for (const auto& [b, written] : pages) {
+    ExtentRecord ext;
+    auto raw = store_->Get(key::Extent(vol_->id(), InodeId{ino}, b));
+    if (!raw.ok()) return raw.status();
+    if (*raw) {
+      auto decoded = ExtentRecord::Decode(**raw);
+      if (!decoded.ok()) return decoded.status();
+      ext = std::move(*decoded);
+    }
+    size_t patches = ext.patches.size();
+    for (const auto& [page, bytes] : written) {
+      patches += std::none_of(ext.patches.begin(), ext.patches.end(), [&](const PagePatch& p) { return p.page == page; });
+    }
+    if (written.size() == kPagesPerBlock || patches > kMaxPatches) {
+      // Rewrite the block: reads of it stay one chunk (or a few).
+      std::string content;
+      if (written.size() < kPagesPerBlock && (!ext.chunk.IsZero() || !ext.patches.empty())) {
+        auto assembled = AssembleBlock(ext, 0, kBlockSize);
+        if (!assembled.ok()) return assembled.status();
+        content = std::move(*assembled);
+      }
+      for (const auto& [page, bytes] : written) {
+        uint64_t start = page * kPageSize;
+        if (content.size() < start + kPageSize) content.resize(start + kPageSize, '\0');
+        memcpy(content.data() + start, bytes.data(), kPageSize);
+      }
+      ASPFS_RETURN_IF_ERROR(add_block(b, content));
+      continue;
+    }
+    op::BlockRef ref{b, ChunkId{}, 0, {}};
+    for (const auto& [page, bytes] : written) {
+      ChunkId id = HashChunk(bytes);
+      ASPFS_RETURN_IF_ERROR(store_->PutChunk(id, bytes));
+      ref.pages.push_back(PagePatch{page, static_cast<uint32_t>(kPageSize), id});
+    }
+    o.blocks.push_back(std::move(ref));
   }
   return Commit(std::move(o)).status();
 }
@@ -603,7 +696,7 @@ Result<uint64_t> VolumeFs::Lseek(uint64_t ino, uint64_t offset, int whence) {
           return false;
         }
         uint64_t start = key::DecodeBigEndian(k.substr(prefix.size())) * kBlockSize;
-        uint64_t stop = start + ext->length;
+        uint64_t stop = start + ext->End();
         if (whence == SEEK_DATA) {
           if (stop > pos) {
             data_at = std::max(pos, start);
@@ -614,7 +707,7 @@ Result<uint64_t> VolumeFs::Lseek(uint64_t ino, uint64_t offset, int whence) {
         // SEEK_HOLE: extend pos through contiguous data.
         if (start > pos) return false;
         if (stop > pos) pos = stop;
-        return ext->length == kBlockSize;
+        return ext->End() == kBlockSize;
       }));
   ASPFS_RETURN_IF_ERROR(bad);
   if (whence == SEEK_DATA) {

@@ -111,9 +111,16 @@ class VolumeFs {
   // size to new_size. REQUIRES(InodeLock(ino)).
   Status ZeroRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t offset, uint64_t length, uint64_t new_size);
   Result<std::string> ReadBlock(uint64_t ino, uint64_t block) const;  // "" for a hole
-  // Stores each block's content as a chunk ("" = hole) and commits them,
-  // with the file's new size, as one SetBlocks txn.
-  Status CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64_t, std::string>& blocks);
+  // A block's bytes (ext.End() of them), of which only [lo, hi) are sure to
+  // be filled: the base chunk is read only when patches do not cover that range.
+  Result<std::string> AssembleBlock(const ExtentRecord& ext, uint64_t lo, uint64_t hi) const;
+  // Blocks written in whole pages: block index -> page index -> 4 KiB.
+  using PageWrites = std::map<uint64_t, std::map<uint32_t, std::string>>;
+  // Stores each block's content as a chunk ("" = hole) and each page write
+  // as a page patch (or, past kMaxPatches, a rewritten block) and commits
+  // them, with the file's new size, as one SetBlocks txn.
+  Status CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64_t, std::string>& blocks,
+                      const PageWrites& pages = {});
   // Queues ino for purging once nothing holds it and it has no links.
   void MaybePurge(uint64_t ino);
   // Commits every queued purge as one txn; returns how many there were.
@@ -126,6 +133,9 @@ class VolumeFs {
     uint64_t size = 0;                       // the file's size with the buffered writes
     bool has_blocks = false;                 // the committed file has extents to merge with
     std::map<uint64_t, std::string> blocks;  // block index -> whole new content
+    // Whole-page writes into blocks the file already has: committed as page
+    // patches, without reading the block (random small writes).
+    PageWrites pages;
     size_t bytes = 0;
   };
   PendingWrite* FindPending(uint64_t ino);

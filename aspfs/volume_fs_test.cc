@@ -80,6 +80,58 @@ TEST_F(VolumeFsTest, SmallFilesStayInlineAndMoveToBlocksWhenTheyGrow) {
   EXPECT_EQ(5u, *hole);
 }
 
+TEST_F(VolumeFsTest, WholePageWritesBecomePagePatchesUntilTheBlockIsRewritten) {
+  uint64_t ino = Create("big");
+  std::string expect(4 * kBlockSize, '\0');
+  for (size_t i = 0; i < expect.size(); ++i) expect[i] = static_cast<char>('a' + i % 23);
+  ASSERT_TRUE(fs_->Write(ino, 0, expect).ok());
+  ASSERT_TRUE(fs_->Flush(ino).ok());
+  auto extent = [&](uint64_t block) {
+    return *ExtentRecord::Decode(**store_->Get(key::Extent(vol_->id(), InodeId{ino}, block)));
+  };
+  auto write = [&](uint64_t offset, size_t length, char fill) {
+    std::string data(length, fill);
+    ASSERT_TRUE(fs_->Write(ino, offset, data).ok());
+    expect.replace(offset, length, data);
+  };
+  // Pages 3 and 4 of block 1, and a page of block 2: patches, blocks unread.
+  write(kBlockSize + 3 * kPageSize, 2 * kPageSize, 'X');
+  write(2 * kBlockSize + 15 * kPageSize, kPageSize, 'Y');
+  ASSERT_TRUE(fs_->Flush(ino).ok());
+  EXPECT_EQ(2u, extent(1).patches.size());
+  EXPECT_FALSE(extent(1).chunk.IsZero());
+  EXPECT_EQ(1u, extent(2).patches.size());
+  EXPECT_EQ(expect, *fs_->Read(ino, 0, expect.size()));
+  // A page-aligned read inside a patch and a read across patch and base.
+  EXPECT_EQ(expect.substr(kBlockSize + 3 * kPageSize, kPageSize), *fs_->Read(ino, kBlockSize + 3 * kPageSize, kPageSize));
+  EXPECT_EQ(expect.substr(kBlockSize + 4000, 9000), *fs_->Read(ino, kBlockSize + 4000, 9000));
+
+  // A partial-page write reads the block and rewrites it whole, pages included.
+  write(kBlockSize + 5 * kPageSize, kPageSize, 'Z');
+  write(kBlockSize + 100, 10, 'p');
+  ASSERT_TRUE(fs_->Flush(ino).ok());
+  EXPECT_TRUE(extent(1).patches.empty());
+  EXPECT_EQ(expect, *fs_->Read(ino, 0, expect.size()));
+
+  // Past kMaxPatches (8) a commit rewrites the block.
+  for (uint32_t page = 0; page < 8; ++page) write(3 * kBlockSize + page * 2 * kPageSize % kBlockSize, kPageSize, 'q');
+  ASSERT_TRUE(fs_->Flush(ino).ok());
+  EXPECT_EQ(8u, extent(3).patches.size());
+  write(3 * kBlockSize + kPageSize, kPageSize, 'r');
+  ASSERT_TRUE(fs_->Flush(ino).ok());
+  EXPECT_TRUE(extent(3).patches.empty());
+  EXPECT_EQ(expect, *fs_->Read(ino, 0, expect.size()));
+
+  // Truncate into a patch, regrow: the cut bytes read as zeros.
+  write(0, kPageSize, 'T');
+  ASSERT_TRUE(fs_->Flush(ino).ok());
+  ASSERT_TRUE(fs_->Truncate(ino, 100).ok());
+  ASSERT_TRUE(fs_->Truncate(ino, 3 * kPageSize).ok());
+  expect = expect.substr(0, 100) + std::string(3 * kPageSize - 100, '\0');
+  EXPECT_EQ(expect, *fs_->Read(ino, 0, 1 << 20));
+  EXPECT_TRUE(store_->VerifyVolume(vol_).ok());
+}
+
 TEST_F(VolumeFsTest, FlushAllCommitsEveryInode) {
   uint64_t a = Create("a"), b = Create("b");
   ASSERT_TRUE(fs_->Write(a, 0, std::string(70000, 'a')).ok());

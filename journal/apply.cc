@@ -271,19 +271,26 @@ class Applier {
       std::string k = key::Extent(vol_, InodeId{o.ino}, b.index);
       auto old = delta_->Get(k);
       if (!old.ok()) return old.status();
+      ExtentRecord ext;
       if (*old) {
-        auto ext = ExtentRecord::Decode(**old);
-        if (!ext.ok()) return ext.status();
-        Uncharge(&*rec, ChargedBytes(ext->length));
+        auto decoded = ExtentRecord::Decode(**old);
+        if (!decoded.ok()) return decoded.status();
+        ext = std::move(*decoded);
+        Uncharge(&*rec, ChargedBytes(ext.End()));
       }
-      if (b.chunk.IsZero()) {
+      if (!b.pages.empty()) {
+        if (!b.chunk.IsZero() || b.length != 0) return Error(Code::kInvalid, "page patch with a block chunk");
+        ASPFS_RETURN_IF_ERROR(MergePatches(b.pages, &ext.patches));
+      } else if (b.chunk.IsZero()) {
         ASPFS_RETURN_IF_ERROR(delta_->Delete(k));
         continue;
+      } else {
+        if (b.length == 0 || b.length > kBlockSize) return Error(Code::kInvalid, "bad block length");
+        ext = ExtentRecord{b.chunk, b.length, {}};
       }
-      if (b.length == 0 || b.length > kBlockSize) return Error(Code::kInvalid, "bad block length");
-      ASPFS_RETURN_IF_ERROR(delta_->Put(k, ExtentRecord{b.chunk, b.length}.Encode()));
+      ASPFS_RETURN_IF_ERROR(delta_->Put(k, ext.Encode()));
       rec->flags |= kInodeMayHaveBlocks;
-      Charge(&*rec, ChargedBytes(b.length));
+      Charge(&*rec, ChargedBytes(ext.End()));
     }
     rec->size = o.size;
     if (o.touch_mtime) rec->mtime_ns = rec->ctime_ns = now_;
@@ -465,6 +472,24 @@ class Applier {
     return Error(Code::kCorrupt, "directory parent chain does not end");
   }
 
+  // Puts each new patch into the block's sorted patch list, replacing the
+  // patch of the same page.
+  static Status MergePatches(const std::vector<PagePatch>& pages, std::vector<PagePatch>* patches) {
+    for (const PagePatch& p : pages) {
+      if (p.page >= kPagesPerBlock || p.length == 0 || p.length > kPageSize || p.chunk.IsZero()) {
+        return Error(Code::kInvalid, "bad page patch");
+      }
+      auto at = std::lower_bound(patches->begin(), patches->end(), p.page,
+                                 [](const PagePatch& a, uint32_t page) { return a.page < page; });
+      if (at != patches->end() && at->page == p.page) {
+        *at = p;
+      } else {
+        patches->insert(at, p);
+      }
+    }
+    return Status::Ok();
+  }
+
   using ExtentFn = std::function<bool(uint64_t block, const ExtentRecord&)>;
   Status ForEachExtent(uint64_t ino, uint64_t first_block, const ExtentFn& fn) {
     std::string prefix = key::ExtentPrefix(vol_, InodeId{ino});
@@ -500,14 +525,26 @@ class Applier {
       }));
       for (auto& [block, ext] : affected) {
         std::string k = key::Extent(vol_, InodeId{ino}, block);
-        Uncharge(rec, ChargedBytes(ext.length));
+        Uncharge(rec, ChargedBytes(ext.End()));
         uint64_t keep = block * kBlockSize < size ? size - block * kBlockSize : 0;
         if (keep == 0) {
           ASPFS_RETURN_IF_ERROR(delta_->Delete(k));
           continue;
         }
         ext.length = static_cast<uint32_t>(std::min<uint64_t>(ext.length, keep));
-        Charge(rec, ChargedBytes(ext.length));
+        std::vector<PagePatch> kept;
+        for (PagePatch p : ext.patches) {
+          uint64_t page_start = p.page * kPageSize;
+          if (page_start >= keep) continue;
+          p.length = static_cast<uint32_t>(std::min<uint64_t>(p.length, keep - page_start));
+          kept.push_back(p);
+        }
+        ext.patches = std::move(kept);
+        if (ext.chunk.IsZero() && ext.patches.empty()) {
+          ASPFS_RETURN_IF_ERROR(delta_->Delete(k));
+          continue;
+        }
+        Charge(rec, ChargedBytes(ext.End()));
         ASPFS_RETURN_IF_ERROR(delta_->Put(k, ext.Encode()));
       }
     }

@@ -166,7 +166,7 @@ TEST_F(ApplyTest, UnlinkAndRmdirCheckTypes) {
 
 TEST_F(ApplyTest, PurgeRemovesOrphanAndReleasesQuota) {
   uint64_t f = Create(1, "f");
-  ASSERT_TRUE(Do(op::SetBlocks{f, 100000, {{0, ChunkId{1, 2}, 65536}, {1, ChunkId{3, 4}, 34464}}}).ok());
+  ASSERT_TRUE(Do(op::SetBlocks{f, 100000, {{0, ChunkId{1, 2}, 65536, {}}, {1, ChunkId{3, 4}, 34464, {}}}}).ok());
   ASSERT_TRUE(Do(op::SetXattr{f, "user.a", "b", 0}).ok());
   EXPECT_EQ(Code::kBusy, Do(op::Purge{f}).code());
   ASSERT_TRUE(Do(op::Unlink{1, "f", false}).ok());
@@ -269,7 +269,7 @@ TEST_F(ApplyTest, TruncateClipsBlocksAndInline) {
   EXPECT_EQ(1u << 20, Inode(f).size);
 
   uint64_t g = Create(1, "g");
-  ASSERT_TRUE(Do(op::SetBlocks{g, 3 * kBlockSize, {{0, {1, 1}, 65536}, {1, {1, 2}, 65536}, {2, {1, 3}, 65536}}}).ok());
+  ASSERT_TRUE(Do(op::SetBlocks{g, 3 * kBlockSize, {{0, {1, 1}, 65536, {}}, {1, {1, 2}, 65536, {}}, {2, {1, 3}, 65536, {}}}}).ok());
   ASSERT_TRUE(Do(op::SetAttr{g, op::kSetSize, 0, 0, 0, kBlockSize + 100}).ok());
   EXPECT_EQ((std::vector<uint64_t>{0, 1}), Blocks(g));
   auto ext = ExtentRecord::Decode(**state_.Get(key::Extent(kVol, InodeId{g}, 1)));
@@ -279,26 +279,102 @@ TEST_F(ApplyTest, TruncateClipsBlocksAndInline) {
   EXPECT_EQ(Code::kTooBig, Do(op::SetAttr{g, op::kSetSize, 0, 0, 0, kMaxFileSize + 1}).code());
 }
 
+TEST_F(ApplyTest, PagePatchesMergeIntoTheBlockAndTruncateTrimsThem) {
+  auto extent = [&](uint64_t ino, uint64_t block) {
+    auto raw = state_.Get(key::Extent(kVol, InodeId{ino}, block));
+    EXPECT_TRUE(raw.ok() && *raw) << "no extent " << block;
+    return *ExtentRecord::Decode(**raw);
+  };
+  auto patch = [](uint32_t page, uint64_t id) { return PagePatch{page, 4096, ChunkId{9, id}}; };
+  uint64_t f = Create(1, "f");
+  ASSERT_TRUE(Do(op::SetBlocks{f, kBlockSize, {{0, {1, 1}, 65536, {}}}}).ok());
+  ASSERT_TRUE(Do(op::SetBlocks{f, kBlockSize, {{0, {}, 0, {patch(5, 1), patch(2, 2)}}}}).ok());
+  ExtentRecord ext = extent(f, 0);
+  EXPECT_EQ((ChunkId{1, 1}), ext.chunk);  // the base stays
+  EXPECT_EQ((std::vector<PagePatch>{patch(2, 2), patch(5, 1)}), ext.patches);  // sorted by page
+  // A later patch of the same page replaces it.
+  ASSERT_TRUE(Do(op::SetBlocks{f, kBlockSize, {{0, {}, 0, {patch(5, 3), patch(15, 4)}}}}).ok());
+  EXPECT_EQ((std::vector<PagePatch>{patch(2, 2), patch(5, 3), patch(15, 4)}), extent(f, 0).patches);
+  EXPECT_EQ(65536u, Inode(f).alloc_bytes);
+
+  // Truncating inside page 5 keeps its first 100 bytes, drops page 15 and
+  // the base's tail: regrowing the file must not bring old bytes back.
+  ASSERT_TRUE(Do(op::SetAttr{f, op::kSetSize, 0, 0, 0, 5 * 4096 + 100}).ok());
+  ext = extent(f, 0);
+  EXPECT_EQ(5u * 4096 + 100, ext.length);
+  EXPECT_EQ((std::vector<PagePatch>{patch(2, 2), PagePatch{5, 100, ChunkId{9, 3}}}), ext.patches);
+  EXPECT_EQ(5u * 4096 + 100, ext.End());
+  ASSERT_TRUE(Do(op::SetBlocks{f, kBlockSize, {{0, {}, 0, {patch(10, 5)}}}}).ok());
+  ext = extent(f, 0);
+  EXPECT_EQ(5u * 4096 + 100, ext.length);
+  EXPECT_EQ(100u, ext.patches[1].length);
+  EXPECT_EQ(11u * 4096, ext.End());
+
+  // A block of patches alone (over zeros) goes when a truncate leaves none.
+  ASSERT_TRUE(Do(op::SetBlocks{f, 2 * kBlockSize, {{1, {}, 0, {patch(3, 6)}}}}).ok());
+  EXPECT_TRUE(extent(f, 1).chunk.IsZero());
+  ASSERT_TRUE(Do(op::SetAttr{f, op::kSetSize, 0, 0, 0, kBlockSize + 3 * 4096}).ok());
+  EXPECT_EQ((std::vector<uint64_t>{0}), Blocks(f));
+
+  // A whole-block write drops the patches.
+  ASSERT_TRUE(Do(op::SetBlocks{f, kBlockSize, {{0, {1, 7}, 65536, {}}}}).ok());
+  EXPECT_TRUE(extent(f, 0).patches.empty());
+
+  EXPECT_EQ(Code::kInvalid, Do(op::SetBlocks{f, kBlockSize, {{0, {1, 1}, 100, {patch(1, 1)}}}}).code());
+  EXPECT_EQ(Code::kInvalid, Do(op::SetBlocks{f, kBlockSize, {{0, {}, 0, {patch(16, 1)}}}}).code());
+  EXPECT_EQ(Code::kInvalid, Do(op::SetBlocks{f, kBlockSize, {{0, {}, 0, {PagePatch{1, 0, {9, 1}}}}}}).code());
+  EXPECT_EQ(Code::kInvalid, Do(op::SetBlocks{f, kBlockSize, {{0, {}, 0, {PagePatch{1, 4096, {}}}}}}).code());
+}
+
+TEST(ExtentRecordTest, RoundTripsAndRejectsMalformedRecords) {
+  ExtentRecord plain{ChunkId{1, 2}, 65536, {}};
+  EXPECT_EQ(20u, plain.Encode().size());  // as stored before page patches existed
+  ExtentRecord patched{ChunkId{}, 0, {{0, 4096, {3, 4}}, {15, 10, {5, 6}}}};
+  for (const ExtentRecord& rec : {plain, patched}) {
+    auto back = ExtentRecord::Decode(rec.Encode());
+    ASSERT_TRUE(back.ok()) << back.status().ToString();
+    EXPECT_EQ(rec.chunk, back->chunk);
+    EXPECT_EQ(rec.length, back->length);
+    EXPECT_EQ(rec.patches, back->patches);
+  }
+  EXPECT_EQ(15u * 4096 + 10, patched.End());
+  std::vector<ExtentRecord> bad = {
+      {ChunkId{}, 0, {}},                                   // nothing at all
+      {ChunkId{}, 5, {{0, 4096, {3, 4}}}},                  // a length without a base
+      {ChunkId{1, 2}, 0, {}},                               // a base without a length
+      {ChunkId{1, 2}, 65537, {}},                           // longer than a block
+      {ChunkId{1, 2}, 10, {{3, 4096, {3, 4}}, {3, 4096, {5, 6}}}},  // one page twice
+      {ChunkId{1, 2}, 10, {{4, 4096, {3, 4}}, {3, 4096, {5, 6}}}},  // out of order
+      {ChunkId{1, 2}, 10, {{16, 4096, {3, 4}}}},            // beyond the block
+      {ChunkId{1, 2}, 10, {{1, 4097, {3, 4}}}},             // longer than a page
+      {ChunkId{1, 2}, 10, {{1, 4096, {}}}},                 // no chunk
+  };
+  for (size_t i = 0; i < bad.size(); ++i) {
+    EXPECT_EQ(Code::kCorrupt, ExtentRecord::Decode(bad[i].Encode()).status().code()) << i;
+  }
+  EXPECT_EQ(Code::kCorrupt, ExtentRecord::Decode(plain.Encode() + "x").status().code());
+}
+
 TEST_F(ApplyTest, WriteInlineOnlyForSmallUnblockedFiles) {
   uint64_t f = Create(1, "f");
   ASSERT_TRUE(Do(op::WriteInline{f, 10, "abc"}).ok());
   EXPECT_EQ(std::string(10, '\0') + "abc", Inode(f).inline_data);
   EXPECT_EQ(Code::kInvalid, Do(op::WriteInline{f, kInlineMax, "x"}).code());
-  ASSERT_TRUE(Do(op::SetBlocks{f, 70000, {{1, {5, 5}, 4464}}}).ok());
+  ASSERT_TRUE(Do(op::SetBlocks{f, 70000, {{1, {5, 5}, 4464, {}}}}).ok());
   EXPECT_EQ("", Inode(f).inline_data);
   EXPECT_EQ(Code::kInvalid, Do(op::WriteInline{f, 0, "x"}).code());
 }
 
 TEST_F(ApplyTest, SetBlocksHolesAndLimits) {
   uint64_t f = Create(1, "f");
-  ASSERT_TRUE(Do(op::SetBlocks{f, 5ull << 32, {{(5ull << 32) / kBlockSize - 1, {7, 7}, 65536}}}).ok());
+  ASSERT_TRUE(Do(op::SetBlocks{f, 5ull << 32, {{(5ull << 32) / kBlockSize - 1, {7, 7}, 65536, {}}}}).ok());
   EXPECT_EQ(5ull << 32, Inode(f).size);
   EXPECT_EQ(65536u, Inode(f).alloc_bytes);
-  ASSERT_TRUE(Do(op::SetBlocks{f, 5ull << 32, {{(5ull << 32) / kBlockSize - 1, ChunkId{}, 0}}}).ok());
+  ASSERT_TRUE(Do(op::SetBlocks{f, 5ull << 32, {{(5ull << 32) / kBlockSize - 1, ChunkId{}, 0, {}}}}).ok());
   EXPECT_TRUE(Blocks(f).empty());
   EXPECT_EQ(0u, Inode(f).alloc_bytes);
-  EXPECT_EQ(Code::kInvalid, Do(op::SetBlocks{f, 10, {{0, {7, 7}, 0}}}).code());
-  EXPECT_EQ(Code::kInvalid, Do(op::SetBlocks{1, 10, {{0, {7, 7}, 10}}}).code());
+  EXPECT_EQ(Code::kInvalid, Do(op::SetBlocks{f, 10, {{0, {7, 7}, 0, {}}}}).code());
+  EXPECT_EQ(Code::kInvalid, Do(op::SetBlocks{1, 10, {{0, {7, 7}, 10, {}}}}).code());
 }
 
 TEST_F(ApplyTest, XattrFlags) {
@@ -317,8 +393,8 @@ TEST_F(ApplyTest, XattrFlags) {
 TEST_F(ApplyTest, QuotaRefusesGrowthButAllowsShrink) {
   ASSERT_TRUE(Do(op::SetQuota{128 * 1024, 4}).ok());
   uint64_t f = Create(1, "f");
-  ASSERT_TRUE(Do(op::SetBlocks{f, 2 * kBlockSize, {{0, {1, 1}, 65536}, {1, {1, 2}, 65536}}}).ok());
-  EXPECT_EQ(Code::kQuota, Do(op::SetBlocks{f, 3 * kBlockSize, {{2, {1, 3}, 65536}}}).code());
+  ASSERT_TRUE(Do(op::SetBlocks{f, 2 * kBlockSize, {{0, {1, 1}, 65536, {}}, {1, {1, 2}, 65536, {}}}}).ok());
+  EXPECT_EQ(Code::kQuota, Do(op::SetBlocks{f, 3 * kBlockSize, {{2, {1, 3}, 65536, {}}}}).code());
   EXPECT_EQ(Code::kQuota, Do(op::WriteInline{Create(1, "g"), 0, "x"}).code());
   ASSERT_TRUE(Do(op::SetAttr{f, op::kSetSize, 0, 0, 0, 0}).ok());
   EXPECT_EQ(0u, Usage().bytes);

@@ -92,6 +92,15 @@ struct OpWriter {
       list[i].setChunkHi(o.blocks[i].chunk.hi);
       list[i].setChunkLo(o.blocks[i].chunk.lo);
       list[i].setLength(o.blocks[i].length);
+      const auto& pages = o.blocks[i].pages;
+      if (pages.empty()) continue;
+      auto out = list[i].initPages(pages.size());
+      for (size_t j = 0; j < pages.size(); ++j) {
+        out[j].setPage(pages[j].page);
+        out[j].setLength(pages[j].length);
+        out[j].setChunkHi(pages[j].chunk.hi);
+        out[j].setChunkLo(pages[j].chunk.lo);
+      }
     }
   }
   void operator()(const op::SetXattr& o) {
@@ -153,7 +162,11 @@ Result<Op> ReadOp(wire::Op::Reader r) {
       o.size = g.getSize();
       o.touch_mtime = g.getTouchMtime();
       for (auto b : g.getBlocks()) {
-        o.blocks.push_back(op::BlockRef{b.getIndex(), ChunkId{b.getChunkHi(), b.getChunkLo()}, b.getLength()});
+        op::BlockRef ref{b.getIndex(), ChunkId{b.getChunkHi(), b.getChunkLo()}, b.getLength(), {}};
+        for (auto p : b.getPages()) {
+          ref.pages.push_back(PagePatch{p.getPage(), p.getLength(), ChunkId{p.getChunkHi(), p.getChunkLo()}});
+        }
+        o.blocks.push_back(std::move(ref));
       }
       return Op(std::move(o));
     }

@@ -1,5 +1,6 @@
 #include "journal/format.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -225,20 +226,52 @@ std::string ChunkId::ToHex() const {
   return buf;
 }
 
+uint32_t ExtentRecord::End() const {
+  uint32_t end = length;
+  for (const PagePatch& p : patches) end = std::max<uint32_t>(end, p.page * kPageSize + p.length);
+  return end;
+}
+
+// Base chunk (16) and length (4), then per patch: page (1), length (2), chunk (16).
 std::string ExtentRecord::Encode() const {
   std::string out = chunk.Bytes();
   Writer w;
   w.U32(length);
   out += w.Take();
+  for (const PagePatch& p : patches) {
+    out.push_back(static_cast<char>(p.page));
+    uint16_t len = static_cast<uint16_t>(p.length);
+    out.append(reinterpret_cast<const char*>(&len), 2);
+    out += p.chunk.Bytes();
+  }
   return out;
 }
 
 Result<ExtentRecord> ExtentRecord::Decode(std::string_view bytes) {
-  if (bytes.size() != 20) return Corrupt("extent");
+  constexpr size_t kBase = 20, kPatch = 19;
+  if (bytes.size() < kBase || (bytes.size() - kBase) % kPatch != 0) return Corrupt("extent");
   ExtentRecord rec;
   rec.chunk = ChunkId::FromBytes(bytes.substr(0, 16));
   memcpy(&rec.length, bytes.data() + 16, 4);
-  if (rec.length == 0 || rec.length > kBlockSize) return Corrupt("extent");
+  size_t count = (bytes.size() - kBase) / kPatch;
+  if (count > kPagesPerBlock) return Corrupt("extent");
+  for (size_t i = 0; i < count; ++i) {
+    std::string_view raw = bytes.substr(kBase + i * kPatch, kPatch);
+    PagePatch p;
+    p.page = static_cast<unsigned char>(raw[0]);
+    uint16_t len;
+    memcpy(&len, raw.data() + 1, 2);
+    p.length = len;
+    p.chunk = ChunkId::FromBytes(raw.substr(3, 16));
+    bool ordered = rec.patches.empty() || rec.patches.back().page < p.page;
+    if (!ordered || p.page >= kPagesPerBlock || p.length == 0 || p.length > kPageSize || p.chunk.IsZero()) {
+      return Corrupt("extent");
+    }
+    rec.patches.push_back(p);
+  }
+  if (rec.chunk.IsZero() ? (rec.length != 0 || rec.patches.empty()) : (rec.length == 0 || rec.length > kBlockSize)) {
+    return Corrupt("extent");
+  }
   return rec;
 }
 

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "journal/status.h"
 
@@ -36,6 +37,8 @@ struct Position {
 inline constexpr InodeId kRootInode{1};
 inline constexpr uint64_t kBlockSize = 64 * 1024;    // extent granularity
 inline constexpr uint64_t kInlineMax = 4096;         // small-file data in the inode
+inline constexpr uint64_t kPageSize = 4096;          // granularity of page patches
+inline constexpr uint32_t kPagesPerBlock = kBlockSize / kPageSize;
 inline constexpr size_t kNameMax = 255;
 inline constexpr size_t kXattrNameMax = 255;
 inline constexpr size_t kXattrValueMax = 64 * 1024;
@@ -149,9 +152,24 @@ struct ChunkId {
   std::string ToHex() const;
 };
 
+// One page of a block, rewritten without rewriting the block: a small write
+// into a big file stores 4 KiB, not 64 KiB (docs/store-format.md).
+struct PagePatch {
+  uint32_t page = 0;    // page index within the block
+  uint32_t length = 0;  // valid bytes from the chunk (1..kPageSize); the rest of the page reads as zeros
+  ChunkId chunk;
+  bool operator==(const PagePatch&) const = default;
+};
+
+// A block's content: the base chunk's first `length` bytes, zeros after, and
+// each patch replacing its whole page. The zero chunk id means no base
+// (length 0, patches only).
 struct ExtentRecord {
   ChunkId chunk;
-  uint32_t length = 0;  // valid bytes from the chunk; the rest of the block reads as zeros
+  uint32_t length = 0;              // valid bytes from the base chunk
+  std::vector<PagePatch> patches;   // sorted by page, one per page at most
+  // One past the last byte the base or a patch defines.
+  uint32_t End() const;
   std::string Encode() const;
   static Result<ExtentRecord> Decode(std::string_view bytes);
 };

@@ -5,11 +5,19 @@
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("aspfs::wire");
 
+struct PagePatch {
+  page @0 :UInt32;
+  length @1 :UInt32;
+  chunkHi @2 :UInt64;
+  chunkLo @3 :UInt64;
+}
+
 struct BlockRef {
   index @0 :UInt64;
   chunkHi @1 :UInt64;
   chunkLo @2 :UInt64;
   length @3 :UInt32;
+  pages @4 :List(PagePatch);  # non-empty: patch these pages, chunk and length unused
 }
 
 struct Op {

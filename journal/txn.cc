@@ -66,7 +66,11 @@ struct Describer {
     for (size_t i = 0; i < o.blocks.size(); ++i) {
       if (i) out << " ";
       out << o.blocks[i].index << ":";
-      if (o.blocks[i].chunk.IsZero()) {
+      if (!o.blocks[i].pages.empty()) {
+        out << "pages";
+        for (const PagePatch& p : o.blocks[i].pages) out << (&p == &o.blocks[i].pages[0] ? "(" : ",") << p.page;
+        out << ")";
+      } else if (o.blocks[i].chunk.IsZero()) {
         out << "hole";
       } else {
         out << o.blocks[i].chunk.ToHex().substr(0, 12) << "/" << o.blocks[i].length;

@@ -90,10 +90,14 @@ struct WriteInline {
   std::string data;
 };
 
+// Either replaces a whole block (chunk and length; the zero chunk makes it a
+// hole) or, with pages set and no chunk, patches those pages of the block as
+// it stands (ExtentRecord).
 struct BlockRef {
   uint64_t index = 0;
-  ChunkId chunk;     // zero: the block becomes a hole
+  ChunkId chunk;
   uint32_t length = 0;
+  std::vector<PagePatch> pages;
 };
 
 // Points blocks of a file at chunks (the chunk bodies are already stored);

@@ -492,9 +492,10 @@ class Fuzzer {
   }
 
   // An offset that likes boundaries: 0, EOF, beyond EOF (a hole), around the
-  // inline limit and around 64 KiB extents.
+  // inline limit and around 64 KiB extents, 4 KiB pages (page patches).
   uint64_t Offset(uint64_t size) {
-    switch (U(7)) {
+    switch (U(8)) {
+      case 6: return U(size / 4096 + 2) * 4096;
       case 0: return 0;
       case 1: return size;
       case 2: return size + U(150 * 1024);
@@ -508,7 +509,8 @@ class Fuzzer {
   }
 
   uint64_t Length() {
-    switch (U(4)) {
+    switch (U(5)) {
+      case 4: return 4096 * (1 + U(20));
       case 0: return 1 + U(64);
       case 1: return 1 + U(5000);
       case 2: return 1 + U(70 * 1024);
