@@ -45,15 +45,15 @@ Result<InodeRecord> VolumeFs::LoadInode(uint64_t ino) const {
   return InodeRecord::Decode(**raw);
 }
 
-Result<Position> VolumeFs::Commit(Op op) {
+Result<Position> VolumeFs::Commit(Op op, const ChunkWrites& chunks) {
   Txn txn;
   txn.time_ns = NowNs();
   txn.ops.push_back(std::move(op));
-  auto committed = vol_->Commit(&txn);
+  auto committed = vol_->Commit(&txn, chunks);
   if (!committed.ok() && committed.status().code() == Code::kQuota && PurgeQueued() > 0) {
     // Space and inodes of files already unlinked may be what is missing.
     txn.ops.resize(1);
-    committed = vol_->Commit(&txn);
+    committed = vol_->Commit(&txn, chunks);
   }
   return committed;
 }
@@ -482,7 +482,7 @@ void VolumeFs::DropPending(uint64_t ino) {
   dirty_.erase(it);
 }
 
-Status VolumeFs::FlushLocked(uint64_t ino) {
+Status VolumeFs::FlushLocked(uint64_t ino, bool for_fsync) {
   std::unique_ptr<PendingWrite> pending;
   {
     std::lock_guard<std::mutex> lock(dirty_mu_);
@@ -494,16 +494,16 @@ Status VolumeFs::FlushLocked(uint64_t ino) {
   buffered_bytes_ -= pending->bytes;
   // A failed commit (quota, store error) drops the buffered data: the error
   // reaches the writer at fsync or close, as a failed writeback would.
-  return CommitBlocks(ino, pending->size, pending->blocks, pending->pages)
+  return CommitBlocks(ino, pending->size, pending->blocks, pending->pages, for_fsync)
       .Context("commit buffered writes of inode " + std::to_string(ino));
 }
 
-Status VolumeFs::Flush(uint64_t ino) {
+Status VolumeFs::Flush(uint64_t ino, bool for_fsync) {
   // Every pending entry holds bytes, so the counter answers most calls
   // without a lock.
   if (buffered_bytes_.load() == 0 || !FindPending(ino)) return Status::Ok();
   std::lock_guard<std::mutex> inode_lock(InodeLock(ino));
-  return FlushLocked(ino);
+  return FlushLocked(ino, for_fsync);
 }
 
 Status VolumeFs::FlushAll() {
@@ -522,7 +522,7 @@ Status VolumeFs::FlushAll() {
 }
 
 Status VolumeFs::Fsync(uint64_t ino) {
-  ASPFS_RETURN_IF_ERROR(Flush(ino));
+  ASPFS_RETURN_IF_ERROR(Flush(ino, /*for_fsync=*/true));
   return store_->Sync();
 }
 
@@ -559,18 +559,19 @@ Status VolumeFs::ZeroRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t 
 }
 
 Status VolumeFs::CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64_t, std::string>& blocks,
-                              const PageWrites& pages) {
+                              const PageWrites& pages, bool for_fsync) {
   // Hashing and compression happen here, outside the volume's commit lock.
   op::SetBlocks o;
   o.ino = ino;
   o.size = size;
+  ChunkWrites chunks;
   auto add_block = [&](uint64_t b, const std::string& content) -> Status {
     if (content.empty()) {
       o.blocks.push_back(op::BlockRef{b, ChunkId{}, 0, {}});  // a hole
       return Status::Ok();
     }
     ChunkId id = HashChunk(content);
-    ASPFS_RETURN_IF_ERROR(store_->PutChunk(id, content));
+    ASPFS_RETURN_IF_ERROR(store_->StageChunk(id, content, for_fsync, &chunks));
     o.blocks.push_back(op::BlockRef{b, id, static_cast<uint32_t>(content.size()), {}});
     return Status::Ok();
   };
@@ -607,12 +608,12 @@ Status VolumeFs::CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64
     op::BlockRef ref{b, ChunkId{}, 0, {}};
     for (const auto& [page, bytes] : written) {
       ChunkId id = HashChunk(bytes);
-      ASPFS_RETURN_IF_ERROR(store_->PutChunk(id, bytes));
+      ASPFS_RETURN_IF_ERROR(store_->StageChunk(id, bytes, for_fsync, &chunks));
       ref.pages.push_back(PagePatch{page, static_cast<uint32_t>(kPageSize), id});
     }
     o.blocks.push_back(std::move(ref));
   }
-  return Commit(std::move(o)).status();
+  return Commit(std::move(o), chunks).status();
 }
 
 Status VolumeFs::Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t length) {

@@ -74,8 +74,9 @@ class VolumeFs {
   Status Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t length);
   Result<uint64_t> Lseek(uint64_t ino, uint64_t offset, int whence);
   // Commits ino's buffered writes (close, flush, and before anything that
-  // reads or changes the file).
-  Status Flush(uint64_t ino);
+  // reads or changes the file). for_fsync: a WAL sync follows, so small
+  // chunks go into the WAL and the chunk log needs no sync of its own.
+  Status Flush(uint64_t ino, bool for_fsync = false);
   // Commits every buffered write and queued purge of the volume
   // (group-commit timer, unmount).
   Status FlushAll();
@@ -102,7 +103,7 @@ class VolumeFs {
 
  private:
   Result<InodeRecord> LoadInode(uint64_t ino) const;
-  Result<Position> Commit(Op op);
+  Result<Position> Commit(Op op, const ChunkWrites& chunks = {});
   struct stat ToStat(uint64_t ino, const InodeRecord& rec) const;
   std::mutex& InodeLock(uint64_t ino) { return inode_locks_[ino % inode_locks_.size()]; }
   // Whether ino (whose record the caller holds) has extents.
@@ -120,7 +121,7 @@ class VolumeFs {
   // as a page patch (or, past kMaxPatches, a rewritten block) and commits
   // them, with the file's new size, as one SetBlocks txn.
   Status CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64_t, std::string>& blocks,
-                      const PageWrites& pages = {});
+                      const PageWrites& pages = {}, bool for_fsync = false);
   // Queues ino for purging once nothing holds it and it has no links.
   void MaybePurge(uint64_t ino);
   // Commits every queued purge as one txn; returns how many there were.
@@ -139,7 +140,7 @@ class VolumeFs {
     size_t bytes = 0;
   };
   PendingWrite* FindPending(uint64_t ino);
-  Status FlushLocked(uint64_t ino);  // REQUIRES(InodeLock(ino))
+  Status FlushLocked(uint64_t ino, bool for_fsync = false);  // REQUIRES(InodeLock(ino))
   void DropPending(uint64_t ino);    // REQUIRES(InodeLock(ino))
 
   Store* store_;

@@ -25,6 +25,10 @@
 namespace aspfs {
 
 struct ChunkLocation {
+  // A body kept in the chunk index entry itself, after the location (small
+  // chunks of fsynced commits); log files are numbered from 1.
+  static constexpr uint32_t kInIndex = 0;
+  static constexpr size_t kEncodedSize = 16;
   uint32_t file = 0;
   uint64_t offset = 0;  // of the body
   uint32_t length = 0;  // of the body

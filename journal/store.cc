@@ -60,7 +60,7 @@ Position Volume::position() const {
   return pos_;
 }
 
-Result<Position> Volume::Commit(Txn* txn) {
+Result<Position> Volume::Commit(Txn* txn, const ChunkWrites& chunks) {
   DisableRocksPerfCounters();
   std::lock_guard<std::mutex> lock(mu_);
   if (!sticky_.ok()) return sticky_;
@@ -80,6 +80,7 @@ Result<Position> Volume::Commit(Txn* txn) {
     }
   }
   Position next{pos_.epoch, txn->txid, txn->checksum};
+  for (const auto& [k, v] : chunks.index) batch.Put(store_->chunk_index_, k, v);
   batch.Put(store_->journal_, key::Journal(id_, txn->txid), EncodeTxn(*txn));
   batch.Put(store_->meta_, key::PositionKey(id_), EncodePosition(next));
   rocksdb::Status s = store_->db_->Write(rocksdb::WriteOptions(), &batch);
@@ -320,19 +321,34 @@ Status Store::Sync() {
   return Status::Ok();
 }
 
-Status Store::PutChunk(const ChunkId& id, std::string_view data) {
+Status Store::StageChunk(const ChunkId& id, std::string_view data, bool in_wal, ChunkWrites* writes) {
+  DisableRocksPerfCounters();
   std::string k = id.Bytes();
   // Content addressing: an id already stored holds the same bytes.
   std::string known;
   rocksdb::Status found = db_->Get(rocksdb::ReadOptions(), chunk_index_, k, &known);
   if (found.ok()) return Status::Ok();
   if (!found.IsNotFound()) return FromRocks(found, "store: look up chunk");
-  // Body first, then its index entry: an entry never points at bytes that
-  // were not written before it.
-  auto loc = chunk_log_->Append(id, EncodeChunk(data));
+  std::string body = EncodeChunk(data);
+  if (in_wal && body.size() <= kMaxIndexedChunkBody) {
+    ChunkLocation in_index{ChunkLocation::kInIndex, 0, static_cast<uint32_t>(body.size())};
+    writes->index.emplace_back(std::move(k), in_index.Encode() + body);
+    return Status::Ok();
+  }
+  // The body reaches the log before its index entry reaches the WAL.
+  auto loc = chunk_log_->Append(id, body);
   if (!loc.ok()) return loc.status();
+  writes->index.emplace_back(std::move(k), loc->Encode());
+  return Status::Ok();
+}
+
+Status Store::PutChunk(const ChunkId& id, std::string_view data, bool in_wal) {
+  ChunkWrites writes;
+  ASPFS_RETURN_IF_ERROR(StageChunk(id, data, in_wal, &writes));
+  rocksdb::WriteBatch batch;
+  for (const auto& [k, v] : writes.index) batch.Put(chunk_index_, k, v);
   commits_.fetch_add(1);
-  return FromRocks(db_->Put(rocksdb::WriteOptions(), chunk_index_, k, loc->Encode()), "store: index chunk");
+  return FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "store: index chunk");
 }
 
 Result<std::string> Store::ReadChunk(const ChunkId& id) const {
@@ -340,8 +356,15 @@ Result<std::string> Store::ReadChunk(const ChunkId& id) const {
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), chunk_index_, id.Bytes(), &raw);
   if (s.IsNotFound()) return Error(Code::kCorrupt, "chunk " + id.ToHex() + " is missing");
   if (!s.ok()) return FromRocks(s, "store: read chunk " + id.ToHex());
-  auto loc = ChunkLocation::Decode(raw);
+  auto loc = ChunkLocation::Decode(std::string_view(raw).substr(0, ChunkLocation::kEncodedSize));
   if (!loc.ok()) return loc.status();
+  if (loc->file == ChunkLocation::kInIndex) {
+    if (raw.size() != ChunkLocation::kEncodedSize + loc->length) {
+      return Error(Code::kCorrupt, "chunk " + id.ToHex() + " has a bad index entry");
+    }
+    return DecodeChunk(id, std::string_view(raw).substr(ChunkLocation::kEncodedSize));
+  }
+  if (raw.size() != ChunkLocation::kEncodedSize) return Error(Code::kCorrupt, "corrupt chunk index record");
   auto body = chunk_log_->Read(*loc);
   if (!body.ok()) return body.status().Context("chunk " + id.ToHex());
   return DecodeChunk(id, *body);
@@ -350,9 +373,11 @@ Result<std::string> Store::ReadChunk(const ChunkId& id) const {
 Status Store::CorruptChunkForTest(const ChunkId& id) {
   std::string raw;
   ASPFS_RETURN_IF_ERROR(FromRocks(db_->Get(rocksdb::ReadOptions(), chunk_index_, id.Bytes(), &raw), "read chunk"));
-  auto loc = ChunkLocation::Decode(raw);
+  auto loc = ChunkLocation::Decode(std::string_view(raw).substr(0, ChunkLocation::kEncodedSize));
   if (!loc.ok()) return loc.status();
-  return chunk_log_->CorruptForTest(*loc);
+  if (loc->file != ChunkLocation::kInIndex) return chunk_log_->CorruptForTest(*loc);
+  raw.back() ^= 0x5a;
+  return FromRocks(db_->Put(rocksdb::WriteOptions(), chunk_index_, id.Bytes(), raw), "corrupt chunk");
 }
 
 Status Store::WriteStateForTest(const std::string& k, const std::string& value) {

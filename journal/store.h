@@ -44,6 +44,12 @@ class StoreStateReader final : public StateReader {
   const Store* store_;
 };
 
+// Index entries (chunk id bytes -> ChunkLocation, body appended when the
+// body lives in the index) of the chunks one commit references.
+struct ChunkWrites {
+  std::vector<std::pair<std::string, std::string>> index;
+};
+
 // One volume's commit path. Owned by the Store.
 class Volume {
  public:
@@ -57,7 +63,7 @@ class Volume {
   // Applies txn and writes its journal entry, its state change and the new
   // position in one WriteBatch (invariant 1). Fills txn's epoch, txid and
   // checksum. Not durable until Store::Sync().
-  Result<Position> Commit(Txn* txn);
+  Result<Position> Commit(Txn* txn, const ChunkWrites& chunks = {});
 
   // Inode numbers are chosen here, by the primary, and carried in txns.
   uint64_t AllocateInode() { return next_ino_.fetch_add(1); }
@@ -106,9 +112,15 @@ class Store {
   // callers share one sync.
   Status Sync();
 
-  // Chunks: stored before the txn that references them, in the same WAL, so
-  // any recovered prefix that holds the txn holds its chunks.
-  Status PutChunk(const ChunkId& id, std::string_view data);
+  // Chunks. A commit stages its chunks first: bodies go to the chunk log (or,
+  // small ones with in_wal, into the index entry itself, so that an fsync
+  // syncs the WAL alone) and index entries into `writes`, which
+  // Volume::Commit writes in the txn's own WriteBatch: any recovered prefix
+  // that holds the txn holds its chunks. Known ids are skipped (content
+  // addressing).
+  Status StageChunk(const ChunkId& id, std::string_view data, bool in_wal, ChunkWrites* writes);
+  // StageChunk, and the index entry written at once.
+  Status PutChunk(const ChunkId& id, std::string_view data, bool in_wal = false);
   Result<std::string> ReadChunk(const ChunkId& id) const;
 
   // State reads (meta column family).
@@ -131,6 +143,8 @@ class Store {
  private:
   friend class Volume;
   static constexpr size_t kStateCacheBytes = 64 << 20;
+  // Largest chunk body StageChunk(in_wal) keeps in the index (and the WAL).
+  static constexpr size_t kMaxIndexedChunkBody = 16 << 10;
   Store() : state_reader_(this) {}
   Status LoadVolumes();
 

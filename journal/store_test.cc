@@ -120,6 +120,27 @@ TEST_F(StoreTest, ChunksDedupAndDetectCorruption) {
   EXPECT_EQ(Code::kCorrupt, store_->ReadChunk(HashChunk("absent")).status().code());
 }
 
+TEST_F(StoreTest, SmallChunksOfFsyncedCommitsLiveInTheIndexEntry) {
+  std::string page(4096, 'p'), block(65536, '\0');
+  page[7] = 'x';
+  uint64_t x = 7;
+  for (char& c : block) {  // incompressible: its body stays 64 KiB
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    c = static_cast<char>(x);
+  }
+  ChunkId page_id = HashChunk(page), block_id = HashChunk(block);
+  uint64_t log_before = ChunkLogBytes(dir_);
+  ASSERT_TRUE(store_->PutChunk(page_id, page, /*in_wal=*/true).ok());
+  EXPECT_EQ(log_before, ChunkLogBytes(dir_));  // nothing for the chunk log to sync
+  ASSERT_TRUE(store_->PutChunk(block_id, block, /*in_wal=*/true).ok());
+  EXPECT_GT(ChunkLogBytes(dir_), log_before);  // too big for the index
+  Reopen();
+  EXPECT_EQ(page, *store_->ReadChunk(page_id));
+  EXPECT_EQ(block, *store_->ReadChunk(block_id));
+  ASSERT_TRUE(store_->CorruptChunkForTest(page_id).ok());
+  EXPECT_EQ(Code::kCorrupt, store_->ReadChunk(page_id).status().code());
+}
+
 TEST_F(StoreTest, JournalScanReturnsTxnsInOrder) {
   Volume* vol = Create("j");
   for (int i = 0; i < 5; ++i) {
