@@ -155,9 +155,12 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
 }
 
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
-  auto data = Fs(req)->Read(ino, off, size);
-  if (!data.ok()) return ReplyError(req, data.status());
-  fuse_reply_buf(req, data->data(), data->size());
+  auto parts = Fs(req)->ReadParts(ino, off, size);
+  if (!parts.ok()) return ReplyError(req, parts.status());
+  std::vector<struct iovec> iov;
+  iov.reserve(parts->size());
+  for (std::string& part : *parts) iov.push_back({part.data(), part.size()});
+  fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
 }
 
 void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info*) {

@@ -319,6 +319,12 @@ Result<std::string> VolumeFs::ReadBlock(uint64_t ino, uint64_t block) const {
 }
 
 Result<std::string> VolumeFs::AssembleBlock(const ExtentRecord& ext, uint64_t lo, uint64_t hi) const {
+  if (ext.patches.empty()) {  // the common case: the base chunk, as read
+    auto base = store_->ReadChunk(ext.chunk);
+    if (!base.ok()) return base.status();
+    base->resize(ext.length, '\0');
+    return std::move(*base);
+  }
   std::string out(ext.End(), '\0');
   hi = std::min<uint64_t>(hi, out.size());
   if (lo >= hi) return out;
@@ -349,41 +355,55 @@ Result<std::string> VolumeFs::AssembleBlock(const ExtentRecord& ext, uint64_t lo
 }
 
 Result<std::string> VolumeFs::Read(uint64_t ino, uint64_t offset, size_t size) {
+  auto parts = ReadParts(ino, offset, size);
+  if (!parts.ok()) return parts.status();
+  std::string out;
+  for (const std::string& part : *parts) out += part;
+  return out;
+}
+
+Result<std::vector<std::string>> VolumeFs::ReadParts(uint64_t ino, uint64_t offset, size_t size) {
   ASPFS_RETURN_IF_ERROR(Flush(ino));
   auto rec = LoadInode(ino);
   if (!rec.ok()) return rec.status();
   if (IsDir(rec->mode)) return Error(Code::kIsDir, "is a directory");
-  if (offset >= rec->size) return std::string();
+  std::vector<std::string> parts;
+  if (offset >= rec->size) return parts;
   size = static_cast<size_t>(std::min<uint64_t>(size, rec->size - offset));
-  std::string out(size, '\0');
   if (!rec->inline_data.empty()) {
+    std::string out(size, '\0');
     if (offset < rec->inline_data.size()) {
       size_t n = std::min<size_t>(size, rec->inline_data.size() - offset);
       memcpy(out.data(), rec->inline_data.data() + offset, n);
     }
-    return out;
+    parts.push_back(std::move(out));
+    return parts;
   }
-  // Point lookups (bloom-filtered for holes) beat an iterator for the few
-  // blocks one read spans.
-  uint64_t first = offset / kBlockSize, last = (offset + size - 1) / kBlockSize;
-  std::vector<std::pair<uint64_t, ExtentRecord>> extents;
-  for (uint64_t b = first; b <= last; ++b) {
+  const uint64_t end = offset + size;
+  for (uint64_t b = offset / kBlockSize; b <= (end - 1) / kBlockSize; ++b) {
+    const uint64_t bstart = b * kBlockSize;
+    const uint64_t lo = std::max(offset, bstart), hi = std::min(end, bstart + kBlockSize);
+    // Point lookups (bloom-filtered for holes) beat an iterator for the few
+    // blocks one read spans.
     auto raw = store_->Get(key::Extent(vol_->id(), InodeId{ino}, b));
     if (!raw.ok()) return raw.status();
-    if (!*raw) continue;
+    if (!*raw) {
+      parts.emplace_back(hi - lo, '\0');
+      continue;
+    }
     auto ext = ExtentRecord::Decode(**raw);
     if (!ext.ok()) return ext.status();
-    extents.emplace_back(b, *ext);
-  }
-  for (const auto& [block, ext] : extents) {
-    uint64_t bstart = block * kBlockSize;
-    uint64_t lo = std::max(offset, bstart), hi = std::min(offset + size, bstart + kBlockSize);
-    auto data = AssembleBlock(ext, lo - bstart, hi - bstart);
+    auto data = AssembleBlock(*ext, lo - bstart, hi - bstart);
     if (!data.ok()) return data.status().Context("read inode " + std::to_string(ino));
-    hi = std::min<uint64_t>(hi, bstart + data->size());
-    if (lo < hi) memcpy(out.data() + (lo - offset), data->data() + (lo - bstart), hi - lo);
+    if (lo == bstart && data->size() == hi - lo) {
+      parts.push_back(std::move(*data));  // the whole block: handed over, not copied
+      continue;
+    }
+    std::string part = lo - bstart < data->size() ? data->substr(lo - bstart, hi - lo) : std::string();
+    part.resize(hi - lo, '\0');  // past the block's data: zeros
+    parts.push_back(std::move(part));
   }
-  return out;
+  return parts;
 }
 
 Result<size_t> VolumeFs::Write(uint64_t ino, uint64_t offset, std::string_view data) {

@@ -20,6 +20,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "journal/store.h"
 
@@ -70,6 +71,8 @@ class VolumeFs {
   // and set-group-ID when group-executable, as truncate(2) does.
   Status TruncateOnOpen(uint64_t ino, const Caller& caller);
   Result<std::string> Read(uint64_t ino, uint64_t offset, size_t size);
+  // Read's bytes as consecutive pieces (a whole block is handed over uncopied).
+  Result<std::vector<std::string>> ReadParts(uint64_t ino, uint64_t offset, size_t size);
   Result<size_t> Write(uint64_t ino, uint64_t offset, std::string_view data);
   Status Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t length);
   Result<uint64_t> Lseek(uint64_t ino, uint64_t offset, int whence);

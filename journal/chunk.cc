@@ -66,17 +66,22 @@ std::string EncodeChunk(std::string_view data) {
 }
 
 Result<std::string> DecodeChunk(const ChunkId& id, std::string_view body) {
-  if (body.size() < 5) return Error(Code::kCorrupt, "chunk " + id.ToHex() + " is truncated");
+  if (body.size() < kChunkHeaderSize) return Error(Code::kCorrupt, "chunk " + id.ToHex() + " is truncated");
+  return DecodeChunk(id, body.substr(0, kChunkHeaderSize), std::string(body.substr(kChunkHeaderSize)));
+}
+
+Result<std::string> DecodeChunk(const ChunkId& id, std::string_view header, std::string payload) {
+  if (header.size() != kChunkHeaderSize) return Error(Code::kCorrupt, "chunk " + id.ToHex() + " is truncated");
   uint32_t len;
-  memcpy(&len, body.data() + 1, 4);
+  memcpy(&len, header.data() + 1, 4);
   if (len > kBlockSize) return Error(Code::kCorrupt, "chunk " + id.ToHex() + " has a bad length");
   std::string data;
-  if (body[0] == 0) {
-    data.assign(body.substr(5));
-  } else if (body[0] == 1) {
+  if (header[0] == 0) {
+    data = std::move(payload);
+  } else if (header[0] == 1) {
     data.resize(len);
     thread_local std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
-    size_t n = ZSTD_decompressDCtx(dctx.get(), data.data(), len, body.data() + 5, body.size() - 5);
+    size_t n = ZSTD_decompressDCtx(dctx.get(), data.data(), len, payload.data(), payload.size());
     if (ZSTD_isError(n)) return Error(Code::kCorrupt, "chunk " + id.ToHex() + " does not decompress");
     data.resize(n);
   } else {

@@ -18,5 +18,8 @@ std::string EncodeChunk(std::string_view data);
 bool LooksIncompressible(std::string_view data);
 // Decodes a stored body and checks it against its id: a mismatch is kCorrupt.
 Result<std::string> DecodeChunk(const ChunkId& id, std::string_view body);
+inline constexpr size_t kChunkHeaderSize = 5;
+// The same, for a body read as its header and its payload apart.
+Result<std::string> DecodeChunk(const ChunkId& id, std::string_view header, std::string payload);
 
 }  // namespace aspfs

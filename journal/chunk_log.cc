@@ -1,5 +1,7 @@
 #include "journal/chunk_log.h"
 
+#include <sys/uio.h>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -110,22 +112,37 @@ Result<ChunkLocation> ChunkLog::Append(const ChunkId& id, std::string_view body)
 }
 
 Result<std::string> ChunkLog::Read(const ChunkLocation& loc) const {
+  std::string head;
+  auto rest = Read(loc, 0, &head);
+  if (!rest.ok()) return rest;
+  return head + *rest;
+}
+
+Result<std::string> ChunkLog::Read(const ChunkLocation& loc, size_t head_size, std::string* head) const {
   int fd;
   {
     std::lock_guard<std::mutex> lock(mu_);
     fd = FdLocked(loc.file);
   }
   if (fd < 0) return Error(Code::kCorrupt, "chunk log file " + std::to_string(loc.file) + " is missing");
-  std::string body(loc.length, '\0');
+  if (head_size > loc.length) return Error(Code::kCorrupt, "chunk log record shorter than its header");
+  head->assign(head_size, '\0');
+  std::string rest(loc.length - head_size, '\0');
   size_t done = 0;
-  while (done < body.size()) {
-    ssize_t n = pread(fd, body.data() + done, body.size() - done, loc.offset + done);
+  while (done < loc.length) {
+    // One preadv puts the header and the payload in their own buffers.
+    struct iovec iov[2];
+    int n_iov = 0;
+    if (done < head_size) iov[n_iov++] = {head->data() + done, head_size - done};
+    size_t rest_done = done > head_size ? done - head_size : 0;
+    if (rest_done < rest.size()) iov[n_iov++] = {rest.data() + rest_done, rest.size() - rest_done};
+    ssize_t n = preadv(fd, iov, n_iov, static_cast<off_t>(loc.offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return Errno("chunk log: read");
     if (n == 0) return Error(Code::kCorrupt, "chunk log file " + std::to_string(loc.file) + " is truncated");
     done += n;
   }
-  return body;
+  return rest;
 }
 
 Status ChunkLog::Sync() {

@@ -43,6 +43,9 @@ class ChunkLog {
 
   Result<ChunkLocation> Append(const ChunkId& id, std::string_view body);
   Result<std::string> Read(const ChunkLocation& loc) const;
+  // The body's first head_size bytes into *head, the rest returned: a raw
+  // payload needs no copy to drop its header.
+  Result<std::string> Read(const ChunkLocation& loc, size_t head_size, std::string* head) const;
   // Makes every Append before it durable (fdatasync of the files written).
   Status Sync();
   Status CorruptForTest(const ChunkLocation& loc);

@@ -365,9 +365,10 @@ Result<std::string> Store::ReadChunk(const ChunkId& id) const {
     return DecodeChunk(id, std::string_view(raw).substr(ChunkLocation::kEncodedSize));
   }
   if (raw.size() != ChunkLocation::kEncodedSize) return Error(Code::kCorrupt, "corrupt chunk index record");
-  auto body = chunk_log_->Read(*loc);
-  if (!body.ok()) return body.status().Context("chunk " + id.ToHex());
-  return DecodeChunk(id, *body);
+  std::string header;
+  auto payload = chunk_log_->Read(*loc, kChunkHeaderSize, &header);
+  if (!payload.ok()) return payload.status().Context("chunk " + id.ToHex());
+  return DecodeChunk(id, header, std::move(*payload));
 }
 
 Status Store::CorruptChunkForTest(const ChunkId& id) {
