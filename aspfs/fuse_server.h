@@ -15,8 +15,8 @@ namespace aspfs {
 
 struct FuseOptions {
   bool read_only = false;
-  double entry_timeout = 1.0;
-  double attr_timeout = 1.0;
+  double entry_timeout = 10.0;
+  double attr_timeout = 10.0;
 };
 
 class FuseServer {
