@@ -52,8 +52,21 @@ bool WriteAll(int fd, const std::string& data) {
   for (int n = first;; ++n) {
     std::string tmp = mnt + "/durable/.tmp" + std::to_string(n);
     std::string final_path = mnt + "/durable/f" + std::to_string(n);
+    // A draft with pages 1 and 3 blanked, fsynced, then those pages written
+    // and fsynced again: the durable bytes include page patches whose small
+    // chunks ride in the WAL.
+    const std::string content = Content(n);
+    std::string draft = content;
+    for (size_t page : {1, 3}) {
+      if ((page + 1) * 4096 <= draft.size()) draft.replace(page * 4096, 4096, 4096, 'X');
+    }
     int fd = open(tmp.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
-    if (fd < 0 || !WriteAll(fd, Content(n)) || fsync(fd) != 0) _exit(0);
+    if (fd < 0 || !WriteAll(fd, draft) || fsync(fd) != 0) _exit(0);
+    for (size_t page : {1, 3}) {
+      if ((page + 1) * 4096 > content.size()) continue;
+      if (pwrite(fd, content.data() + page * 4096, 4096, page * 4096) != 4096) _exit(0);
+    }
+    if (fsync(fd) != 0) _exit(0);
     close(fd);
     if (rename(tmp.c_str(), final_path.c_str()) != 0) _exit(0);
     int dfd = open((mnt + "/durable").c_str(), O_RDONLY | O_DIRECTORY);
