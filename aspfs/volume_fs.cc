@@ -476,12 +476,18 @@ Result<size_t> VolumeFs::Write(uint64_t ino, uint64_t offset, std::string_view d
       it = pending->blocks.emplace(b, std::move(content)).first;
     }
     std::string& content = it->second;
+    const char* src = data.data() + (bstart + lo - offset);
     if (content.size() < hi) {
       pending->bytes += hi - content.size();
       buffered_bytes_ += hi - content.size();
+      if (content.size() == lo) {  // appending: no zero-fill first
+        if (content.capacity() < kBlockSize) content.reserve(kBlockSize);
+        content.append(src, hi - lo);
+        continue;
+      }
       content.resize(hi, '\0');
     }
-    memcpy(content.data() + lo, data.data() + (bstart + lo - offset), hi - lo);
+    memcpy(content.data() + lo, src, hi - lo);
   }
   pending->size = std::max(pending->size, end);
   if (pending->bytes >= kMaxBufferedBytes) ASPFS_RETURN_IF_ERROR(FlushLocked(ino));

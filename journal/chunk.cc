@@ -38,30 +38,25 @@ bool LooksIncompressible(std::string_view data) {
   return bits > kMaxBitsPerByte;
 }
 
-std::string EncodeChunk(std::string_view data) {
-  constexpr size_t kHeader = 5;
+EncodedChunk::EncodedChunk(std::string_view data) : data_(data) {
   uint32_t len = static_cast<uint32_t>(data.size());
-  auto raw = [&] {
-    std::string out;
-    out.reserve(kHeader + data.size());
-    out.push_back(0);
-    out.append(reinterpret_cast<const char*>(&len), 4);
-    out.append(data);
-    return out;
-  };
-  if (LooksIncompressible(data)) return raw();
-  // A compression context per thread: ZSTD_compress() would build and tear
-  // down one (and its tables) for every chunk.
-  thread_local std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
-  size_t bound = ZSTD_compressBound(data.size());
-  std::unique_ptr<char[]> buffer(new char[bound]);
-  size_t n = ZSTD_compressCCtx(cctx.get(), buffer.get(), bound, data.data(), data.size(), 1);
-  if (ZSTD_isError(n) || n >= data.size()) return raw();
-  std::string out;
-  out.reserve(kHeader + n);
-  out.push_back(1);
-  out.append(reinterpret_cast<const char*>(&len), 4);
-  out.append(buffer.get(), n);
+  if (!LooksIncompressible(data)) {
+    // A compression context per thread: ZSTD_compress() would build and tear
+    // down one (and its tables) for every chunk.
+    thread_local std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+    compressed_.resize(ZSTD_compressBound(data.size()));
+    size_t n = ZSTD_compressCCtx(cctx.get(), compressed_.data(), compressed_.size(), data.data(), data.size(), 1);
+    raw_ = ZSTD_isError(n) || n >= data.size();
+    compressed_.resize(raw_ ? 0 : n);
+  }
+  header_.push_back(raw_ ? 0 : 1);
+  header_.append(reinterpret_cast<const char*>(&len), 4);
+}
+
+std::string EncodeChunk(std::string_view data) {
+  EncodedChunk chunk(data);
+  std::string out(chunk.header());
+  out.append(chunk.payload());
   return out;
 }
 

@@ -15,6 +15,22 @@ ChunkId HashChunk(std::string_view data);
 // Stored body: 1 format byte (0 raw, 1 zstd), 4-byte little-endian length, payload.
 // Data that looks incompressible (LooksIncompressible) is stored raw without trying.
 std::string EncodeChunk(std::string_view data);
+
+// The same body as its header and its payload, so that a raw payload is the
+// caller's data, never copied; valid while that data lives.
+class EncodedChunk {
+ public:
+  explicit EncodedChunk(std::string_view data);
+  std::string_view header() const { return header_; }
+  std::string_view payload() const { return raw_ ? data_ : std::string_view(compressed_); }
+  size_t size() const { return header_.size() + payload().size(); }
+
+ private:
+  std::string_view data_;
+  bool raw_ = true;
+  std::string header_;
+  std::string compressed_;
+};
 bool LooksIncompressible(std::string_view data);
 // Decodes a stored body and checks it against its id: a mismatch is kCorrupt.
 Result<std::string> DecodeChunk(const ChunkId& id, std::string_view body);

@@ -80,30 +80,46 @@ Status ChunkLog::OpenFileLocked(uint32_t seq) {
 
 int ChunkLog::FdLocked(uint32_t seq) const { return seq < fds_.size() ? fds_[seq] : -1; }
 
-Result<ChunkLocation> ChunkLog::Append(const ChunkId& id, std::string_view body) {
-  std::string record = id.Bytes();
-  uint32_t length = static_cast<uint32_t>(body.size());
-  record.append(reinterpret_cast<const char*>(&length), 4);
-  record.append(body);
+Result<ChunkLocation> ChunkLog::Append(const ChunkId& id, std::string_view body) { return Append(id, body, {}); }
+
+Result<ChunkLocation> ChunkLog::Append(const ChunkId& id, std::string_view head, std::string_view tail) {
+  std::string record_header = id.Bytes();
+  uint32_t length = static_cast<uint32_t>(head.size() + tail.size());
+  record_header.append(reinterpret_cast<const char*>(&length), 4);
+  const size_t record_size = record_header.size() + length;
   int fd;
   ChunkLocation loc;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (end_ + record.size() > kFileLimit) {
+    if (end_ + record_size > kFileLimit) {
       ASPFS_RETURN_IF_ERROR(OpenFileLocked(current_ + 1));
       unsynced_.insert(current_);  // its tail must reach disk too
       ++current_;
       end_ = 0;
     }
-    loc = ChunkLocation{current_, end_ + 20, length};
-    end_ += record.size();
+    loc = ChunkLocation{current_, end_ + record_header.size(), length};
+    end_ += record_size;
     fd = FdLocked(current_);
     unsynced_.insert(current_);
   }
-  // Appends reserve disjoint ranges, so they write in parallel.
+  // Appends reserve disjoint ranges, so they write in parallel. One pwritev
+  // takes the pieces as they are: the payload is not copied into a record.
+  const std::string_view pieces[] = {record_header, head, tail};
+  const off_t start = static_cast<off_t>(loc.offset - record_header.size());
   size_t done = 0;
-  while (done < record.size()) {
-    ssize_t n = pwrite(fd, record.data() + done, record.size() - done, loc.offset - 20 + done);
+  while (done < record_size) {
+    struct iovec iov[3];
+    int n_iov = 0;
+    size_t skip = done;
+    for (std::string_view piece : pieces) {
+      if (skip >= piece.size()) {
+        skip -= piece.size();
+        continue;
+      }
+      iov[n_iov++] = {const_cast<char*>(piece.data()) + skip, piece.size() - skip};
+      skip = 0;
+    }
+    ssize_t n = pwritev(fd, iov, n_iov, start + static_cast<off_t>(done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return Errno("chunk log: write");
     done += n;

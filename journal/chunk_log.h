@@ -42,6 +42,8 @@ class ChunkLog {
   static Result<std::unique_ptr<ChunkLog>> Open(const std::string& dir);
 
   Result<ChunkLocation> Append(const ChunkId& id, std::string_view body);
+  // The body given as two pieces (head + tail), written without joining them.
+  Result<ChunkLocation> Append(const ChunkId& id, std::string_view head, std::string_view tail);
   Result<std::string> Read(const ChunkLocation& loc) const;
   // The body's first head_size bytes into *head, the rest returned: a raw
   // payload needs no copy to drop its header.

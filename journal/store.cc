@@ -329,14 +329,17 @@ Status Store::StageChunk(const ChunkId& id, std::string_view data, bool in_wal, 
   rocksdb::Status found = db_->Get(rocksdb::ReadOptions(), chunk_index_, k, &known);
   if (found.ok()) return Status::Ok();
   if (!found.IsNotFound()) return FromRocks(found, "store: look up chunk");
-  std::string body = EncodeChunk(data);
+  EncodedChunk body(data);
   if (in_wal && body.size() <= kMaxIndexedChunkBody) {
     ChunkLocation in_index{ChunkLocation::kInIndex, 0, static_cast<uint32_t>(body.size())};
-    writes->index.emplace_back(std::move(k), in_index.Encode() + body);
+    std::string entry = in_index.Encode();
+    entry.append(body.header());
+    entry.append(body.payload());
+    writes->index.emplace_back(std::move(k), std::move(entry));
     return Status::Ok();
   }
   // The body reaches the log before its index entry reaches the WAL.
-  auto loc = chunk_log_->Append(id, body);
+  auto loc = chunk_log_->Append(id, body.header(), body.payload());
   if (!loc.ok()) return loc.status();
   writes->index.emplace_back(std::move(k), loc->Encode());
   return Status::Ok();
