@@ -41,7 +41,7 @@ void ReplyEntry(fuse_req_t req, const Result<struct stat>& st) {
 
 Caller CallerOf(fuse_req_t req) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
-  return Caller{static_cast<uint32_t>(ctx->uid), static_cast<uint32_t>(ctx->gid)};
+  return Caller{static_cast<uint32_t>(ctx->uid), static_cast<uint32_t>(ctx->gid), static_cast<uint32_t>(ctx->umask)};
 }
 
 void OpInit(void*, fuse_conn_info* conn) {
@@ -54,6 +54,16 @@ void OpInit(void*, fuse_conn_info* conn) {
   // The kernel clears setuid/setgid on write, truncate and chown and sends us
   // the new mode; we do not claim to do it ourselves.
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+  // POSIX ACLs, as ext4: the kernel enforces access ACLs (read with getxattr
+  // and cached) and parses every ACL it is given, but leaves to us what
+  // ext4 does inside the file system: keeping the mode and the access ACL in
+  // step on setfacl and chmod, and inheriting a parent's default ACL on
+  // create. It then applies no umask either; with DONT_MASK it sends the
+  // caller's umask for us to apply when there is no default ACL. Without
+  // DONT_MASK the kernel would mask modes that a default ACL should decide.
+  if ((conn->capable & FUSE_CAP_POSIX_ACL) && (conn->capable & FUSE_CAP_DONT_MASK)) {
+    conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+  }
   conn->max_write = 1 << 20;
   conn->max_readahead = 1 << 20;
   conn->time_gran = 1;
@@ -239,7 +249,7 @@ void OpStatfs(fuse_req_t req, fuse_ino_t) {
 }
 
 void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
-  fuse_reply_err(req, ToErrno(Fs(req)->SetXattr(ino, name, std::string_view(value, size), flags)));
+  fuse_reply_err(req, ToErrno(Fs(req)->SetXattr(ino, name, std::string_view(value, size), flags, CallerOf(req))));
 }
 
 void ReplyXattrBytes(fuse_req_t req, const Result<std::string>& bytes, size_t size) {
