@@ -19,7 +19,8 @@ void PutLittle(std::string* out, uint32_t v, int width) {
 
 Result<PosixAcl> PosixAcl::Decode(std::string_view bytes) {
   if (bytes.size() < kAclHeaderSize || (bytes.size() - kAclHeaderSize) % kAclEntrySize != 0) {
-    return Error(Code::kInvalid, "posix acl: " + std::to_string(bytes.size()) + " bytes is not a header and whole entries");
+    return Error(Code::kInvalid,
+                 "posix acl: " + std::to_string(bytes.size()) + " bytes is not a header and whole entries");
   }
   uint32_t version = LoadLittle(bytes, 0, 4);
   if (version != kAclXattrVersion) {
@@ -55,8 +56,8 @@ Status PosixAcl::Validate() const {
   for (size_t i = 0; i < entries_.size(); ++i) {
     const AclEntry& e = entries_[i];
     auto bad = [&](const char* why) {
-      return Error(Code::kInvalid, "posix acl: entry " + std::to_string(i) + " (tag " + std::to_string(e.tag) +
-                                       "): " + why);
+      return Error(Code::kInvalid,
+                   "posix acl: entry " + std::to_string(i) + " (tag " + std::to_string(e.tag) + "): " + why);
     };
     if (e.perm & ~7u) return bad("permission bits beyond rwx");
     switch (e.tag) {

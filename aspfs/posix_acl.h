@@ -74,9 +74,9 @@ class PosixAcl {
 // and the ACL's USER_OBJ, MASK (or GROUP_OBJ) and OTHER with the requested
 // bits; the umask is not applied.
 struct InheritedAcl {
-  uint32_t mode = 0;         // type, special bits and masked permission bits
-  std::string access;        // the new access ACL; empty when the mode says it all
-  std::string default_acl;   // a new directory's default ACL (the parent's); empty otherwise
+  uint32_t mode = 0;        // type, special bits and masked permission bits
+  std::string access;       // the new access ACL; empty when the mode says it all
+  std::string default_acl;  // a new directory's default ACL (the parent's); empty otherwise
 };
 // parent_default: the parent's system.posix_acl_default bytes. mode: the
 // requested type and permission bits. Not for symlinks, which take no ACL.

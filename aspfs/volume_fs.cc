@@ -250,7 +250,10 @@ Result<struct stat> VolumeFs::Mknod(uint64_t parent, const std::string& name, ui
     if (!parent_default.ok()) return parent_default.status();
     if (*parent_default) {
       auto from_acl = InheritAcl(**parent_default, mode);
-      if (!from_acl.ok()) return from_acl.status().Context("create " + name + " in inode " + std::to_string(parent));
+      if (!from_acl.ok()) {
+        return Error(Code::kCorrupt, "create " + name + " in inode " + std::to_string(parent) + ": stored " +
+                                         kAclDefaultXattr + ": " + from_acl.status().message());
+      }
       inherited = std::move(*from_acl);
     } else {
       inherited.mode &= ~(caller.umask & 0777);
@@ -747,7 +750,9 @@ Status VolumeFs::SetXattr(uint64_t ino, const std::string& name, std::string_vie
 
 Status VolumeFs::SetAccessAcl(uint64_t ino, std::string_view value, uint32_t flags, const Caller& caller) {
   auto acl = PosixAcl::Decode(value);
-  if (!acl.ok()) return acl.status().Context(std::string("setxattr ") + kAclAccessXattr + " of inode " + std::to_string(ino));
+  if (!acl.ok()) {
+    return acl.status().Context(std::string("setxattr ") + kAclAccessXattr + " of inode " + std::to_string(ino));
+  }
   std::lock_guard<std::mutex> inode_lock(InodeLock(ino));
   ASPFS_RETURN_IF_ERROR(FlushLocked(ino));
   auto rec = LoadInode(ino);
