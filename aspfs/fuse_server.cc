@@ -5,6 +5,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -41,7 +42,11 @@ void ReplyEntry(fuse_req_t req, const Result<struct stat>& st) {
 
 Caller CallerOf(fuse_req_t req) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
-  return Caller{static_cast<uint32_t>(ctx->uid), static_cast<uint32_t>(ctx->gid), static_cast<uint32_t>(ctx->umask)};
+  Caller caller;
+  caller.uid = static_cast<uint32_t>(ctx->uid);
+  caller.gid = static_cast<uint32_t>(ctx->gid);
+  caller.umask = static_cast<uint32_t>(ctx->umask);  // sent with mknod, mkdir and create
+  return caller;
 }
 
 void OpInit(void*, fuse_conn_info* conn) {
@@ -248,8 +253,25 @@ void OpStatfs(fuse_req_t req, fuse_ino_t) {
   fuse_reply_statfs(req, &*st);
 }
 
+// The caller's supplementary groups (libfuse reads them from /proc); none
+// when they cannot be read.
+std::vector<uint32_t> GroupsOf(fuse_req_t req) {
+  std::vector<gid_t> list(32);
+  int n = fuse_req_getgroups(req, static_cast<int>(list.size()), list.data());
+  if (n > static_cast<int>(list.size())) {
+    list.resize(n);
+    n = fuse_req_getgroups(req, static_cast<int>(list.size()), list.data());
+  }
+  if (n < 0) return {};
+  list.resize(std::min<size_t>(n, list.size()));
+  return std::vector<uint32_t>(list.begin(), list.end());
+}
+
 void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
-  fuse_reply_err(req, ToErrno(Fs(req)->SetXattr(ino, name, std::string_view(value, size), flags, CallerOf(req))));
+  Caller caller = CallerOf(req);
+  // Whether setfacl keeps set-group-ID depends on group membership.
+  if (caller.uid != 0 && strcmp(name, "system.posix_acl_access") == 0) caller.groups = GroupsOf(req);
+  fuse_reply_err(req, ToErrno(Fs(req)->SetXattr(ino, name, std::string_view(value, size), flags, caller)));
 }
 
 void ReplyXattrBytes(fuse_req_t req, const Result<std::string>& bytes, size_t size) {

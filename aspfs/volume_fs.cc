@@ -37,6 +37,10 @@ bool AllZero(const std::string& s) {
 
 }  // namespace
 
+bool Caller::InGroup(uint32_t g) const {
+  return gid == g || std::find(groups.begin(), groups.end(), g) != groups.end();
+}
+
 Result<InodeRecord> VolumeFs::LoadInode(uint64_t ino) const {
   auto raw = store_->Get(key::Inode(vol_->id(), InodeId{ino}));
   if (!raw.ok()) return raw.status();
@@ -764,13 +768,13 @@ Status VolumeFs::SetAccessAcl(uint64_t ino, std::string_view value, uint32_t fla
   if ((flags & op::kXattrReplace) && !*existing) return Error(Code::kNoData, "no such attribute");
   // posix_acl_update_mode(): the permission bits follow the ACL (group bits
   // = mask), and set-group-ID is cleared for a caller outside the file's
-  // group without CAP_FSETID (approximated: not root, other primary gid;
-  // libfuse does not pass the kernel's FUSE_SETXATTR_ACL_KILL_SGID).
+  // group without CAP_FSETID (approximated: not root). libfuse does not
+  // pass the kernel's FUSE_SETXATTR_ACL_KILL_SGID, so we decide it here.
   op::SetAttr mode;
   mode.ino = ino;
   mode.mask = op::kSetMode;
   mode.mode = (rec->mode & 07000) | acl->PermissionBits();
-  if (caller.uid != 0 && caller.gid != rec->gid) mode.mode &= ~uint32_t{S_ISGID};
+  if (caller.uid != 0 && !caller.InGroup(rec->gid)) mode.mode &= ~uint32_t{S_ISGID};
   std::vector<Op> ops;
   ops.push_back(mode);
   if (!acl->EquivalentToMode()) {

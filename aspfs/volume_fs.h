@@ -20,6 +20,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "journal/store.h"
 
@@ -31,6 +32,11 @@ struct Caller {
   // The caller's umask, for the kernel leaves it to us (POSIX ACLs): applied
   // to a new inode unless its parent directory has a default ACL.
   uint32_t umask = 0;
+  // Supplementary groups: filled in only where a decision needs them
+  // (setxattr of an access ACL by a caller other than root).
+  std::vector<uint32_t> groups;
+
+  bool InGroup(uint32_t g) const;
 };
 
 struct DirEntry {

@@ -11,6 +11,13 @@
 namespace aspfs {
 namespace {
 
+// Root, with a umask.
+Caller Root(uint32_t umask) {
+  Caller caller;
+  caller.umask = umask;
+  return caller;
+}
+
 class VolumeFsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -132,10 +139,10 @@ TEST_F(VolumeFsTest, QueuedPurgesFreeQuotaWhenItRunsOut) {
 }
 
 TEST_F(VolumeFsTest, UmaskAppliesWhenTheParentHasNoDefaultAcl) {
-  auto st = fs_->Mknod(1, "f", 0100666, 0, Caller{0, 0, 027});
+  auto st = fs_->Mknod(1, "f", 0100666, 0, Root(027));
   ASSERT_TRUE(st.ok()) << st.status().ToString();
   EXPECT_EQ(0100640u, st->st_mode);
-  auto link = fs_->Mknod(1, "l", 0120777, 0, Caller{0, 0, 027}, "f");
+  auto link = fs_->Mknod(1, "l", 0120777, 0, Root(027), "f");
   ASSERT_TRUE(link.ok()) << link.status().ToString();
   EXPECT_EQ(0120777u, link->st_mode);  // symlinks take no umask
 }
@@ -147,13 +154,13 @@ TEST_F(VolumeFsTest, DefaultAclIsInheritedInTheCreatingTxn) {
   auto dir = fs_->Mknod(1, "d", 040777, 0, Caller{});
   ASSERT_TRUE(dir.ok()) << dir.status().ToString();
   ASSERT_TRUE(fs_->SetXattr(dir->st_ino, kAclDefaultXattr, acl, 0, Caller{}).ok());
-  auto sub = fs_->Mknod(dir->st_ino, "sub", 040777, 0, Caller{0, 0, 077});
+  auto sub = fs_->Mknod(dir->st_ino, "sub", 040777, 0, Root(077));
   ASSERT_TRUE(sub.ok()) << sub.status().ToString();
   EXPECT_EQ(040770u, sub->st_mode);  // the ACL, not the umask, limits the mode
   EXPECT_EQ((std::vector<std::string>{"mknod", "set_xattr", "set_xattr"}), LastTxnOps());
   EXPECT_EQ(acl, *fs_->GetXattr(sub->st_ino, kAclAccessXattr));
   EXPECT_EQ(acl, *fs_->GetXattr(sub->st_ino, kAclDefaultXattr));
-  auto file = fs_->Mknod(sub->st_ino, "f", 0100644, 0, Caller{0, 0, 077});
+  auto file = fs_->Mknod(sub->st_ino, "f", 0100644, 0, Root(077));
   ASSERT_TRUE(file.ok()) << file.status().ToString();
   EXPECT_EQ(0100640u, file->st_mode);
   EXPECT_EQ((std::vector<std::string>{"mknod", "set_xattr"}), LastTxnOps());

@@ -20,6 +20,7 @@
 // prints every step and its result.
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <stdio.h>
 #include <sys/fsuid.h>
@@ -1589,6 +1590,24 @@ TEST_F(DifferentialTest, PosixAclCreateChmodAndSetfaclMatchExt4) {
     std::string plain = base + "/umask-18/file";
     after(" minimal-on-plain", setxattr(plain.c_str(), "system.posix_acl_access", minimal.data(), minimal.size(), 0),
           plain);
+    // setfacl by the owner keeps set-group-ID only for a member of the
+    // file's group: gid 1000 (fsgid), 3000 (a supplementary group), 2000
+    // (neither).
+    const gid_t supplementary = 3000;
+    if (setgroups(1, &supplementary) != 0) r += " setgroups" + ErrName(errno);
+    for (gid_t gid : {1000, 3000, 2000}) {
+      std::string sgid = base + "/sgid-" + std::to_string(gid);
+      WriteFile(sgid, "x");
+      chown(sgid.c_str(), 1000, gid);
+      chmod(sgid.c_str(), 02775);
+      setfsgid(1000);
+      setfsuid(1000);
+      after(" sgid-" + std::to_string(gid), setxattr(sgid.c_str(), "system.posix_acl_access", inherit.data(),
+                                                      inherit.size(), 0), sgid);
+      setfsuid(0);
+      setfsgid(0);
+    }
+    setgroups(0, nullptr);
     // Malformed ACL bytes are refused, not stored.
     std::string bad = inherit.substr(0, inherit.size() - 3);
     after("\n  malformed", setxattr(file.c_str(), "system.posix_acl_access", bad.data(), bad.size(), 0), file);
