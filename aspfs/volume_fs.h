@@ -107,7 +107,7 @@ class VolumeFs {
   // system.posix_acl_* values are validated (kInvalid when malformed). An
   // access ACL also sets the mode's permission bits (group = mask), and one
   // the mode says in full is not stored, as on ext4 (posix_acl_update_mode);
-  // caller decides whether set-group-ID survives.
+  // set-group-ID survives only for root or a member of the file's group.
   Status SetXattr(uint64_t ino, const std::string& name, std::string_view value, int flags, const Caller& caller);
   Result<std::string> GetXattr(uint64_t ino, const std::string& name);
   Result<std::string> ListXattr(uint64_t ino);  // names, each NUL-terminated
