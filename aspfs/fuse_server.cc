@@ -5,6 +5,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -41,7 +42,11 @@ void ReplyEntry(fuse_req_t req, const Result<struct stat>& st) {
 
 Caller CallerOf(fuse_req_t req) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
-  return Caller{static_cast<uint32_t>(ctx->uid), static_cast<uint32_t>(ctx->gid)};
+  Caller caller;
+  caller.uid = static_cast<uint32_t>(ctx->uid);
+  caller.gid = static_cast<uint32_t>(ctx->gid);
+  caller.umask = static_cast<uint32_t>(ctx->umask);  // sent with mknod, mkdir and create
+  return caller;
 }
 
 void OpInit(void*, fuse_conn_info* conn) {
@@ -54,6 +59,16 @@ void OpInit(void*, fuse_conn_info* conn) {
   // The kernel clears setuid/setgid on write, truncate and chown and sends us
   // the new mode; we do not claim to do it ourselves.
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+  // POSIX ACLs, as ext4: the kernel enforces access ACLs (read with getxattr
+  // and cached) and parses every ACL it is given, but leaves to us what
+  // ext4 does inside the file system: keeping the mode and the access ACL in
+  // step on setfacl and chmod, and inheriting a parent's default ACL on
+  // create. It then applies no umask either; with DONT_MASK it sends the
+  // caller's umask for us to apply when there is no default ACL. Without
+  // DONT_MASK the kernel would mask modes that a default ACL should decide.
+  if ((conn->capable & FUSE_CAP_POSIX_ACL) && (conn->capable & FUSE_CAP_DONT_MASK)) {
+    conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+  }
   conn->max_write = 1 << 20;
   conn->max_readahead = 1 << 20;
   conn->time_gran = 1;
@@ -241,8 +256,25 @@ void OpStatfs(fuse_req_t req, fuse_ino_t) {
   fuse_reply_statfs(req, &*st);
 }
 
+// The caller's supplementary groups (libfuse reads them from /proc); none
+// when they cannot be read.
+std::vector<uint32_t> GroupsOf(fuse_req_t req) {
+  std::vector<gid_t> list(32);
+  int n = fuse_req_getgroups(req, static_cast<int>(list.size()), list.data());
+  if (n > static_cast<int>(list.size())) {
+    list.resize(n);
+    n = fuse_req_getgroups(req, static_cast<int>(list.size()), list.data());
+  }
+  if (n < 0) return {};
+  list.resize(std::min<size_t>(n, list.size()));
+  return std::vector<uint32_t>(list.begin(), list.end());
+}
+
 void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
-  fuse_reply_err(req, ToErrno(Fs(req)->SetXattr(ino, name, std::string_view(value, size), flags)));
+  Caller caller = CallerOf(req);
+  // Whether setfacl keeps set-group-ID depends on group membership.
+  if (caller.uid != 0 && strcmp(name, "system.posix_acl_access") == 0) caller.groups = GroupsOf(req);
+  fuse_reply_err(req, ToErrno(Fs(req)->SetXattr(ino, name, std::string_view(value, size), flags, caller)));
 }
 
 void ReplyXattrBytes(fuse_req_t req, const Result<std::string>& bytes, size_t size) {

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <map>
 
+#include "aspfs/posix_acl.h"
 #include "journal/chunk.h"
 
 namespace aspfs {
@@ -38,6 +39,10 @@ bool AllZero(const std::string& s) {
 
 }  // namespace
 
+bool Caller::InGroup(uint32_t g) const {
+  return gid == g || std::find(groups.begin(), groups.end(), g) != groups.end();
+}
+
 Result<InodeRecord> VolumeFs::LoadInode(uint64_t ino) const {
   auto raw = store_->Get(key::Inode(vol_->id(), InodeId{ino}));
   if (!raw.ok()) return raw.status();
@@ -45,17 +50,22 @@ Result<InodeRecord> VolumeFs::LoadInode(uint64_t ino) const {
   return InodeRecord::Decode(**raw);
 }
 
-Result<Position> VolumeFs::Commit(Op op, const ChunkWrites& chunks) {
+Result<Position> VolumeFs::Commit(std::vector<Op> ops, const ChunkWrites& chunks) {
   Txn txn;
   txn.time_ns = NowNs();
-  txn.ops.push_back(std::move(op));
+  txn.ops = std::move(ops);
   auto committed = vol_->Commit(&txn, chunks);
   if (!committed.ok() && committed.status().code() == Code::kQuota && PurgeQueued() > 0) {
     // Space and inodes of files already unlinked may be what is missing.
-    txn.ops.resize(1);
     committed = vol_->Commit(&txn, chunks);
   }
   return committed;
+}
+
+Result<Position> VolumeFs::Commit(Op op, const ChunkWrites& chunks) {
+  std::vector<Op> ops;
+  ops.push_back(std::move(op));
+  return Commit(std::move(ops), chunks);
 }
 
 size_t VolumeFs::PurgeQueued() {
@@ -212,6 +222,21 @@ Result<struct stat> VolumeFs::SetAttr(uint64_t ino, const struct stat& attr, int
   Txn txn;
   txn.time_ns = now;
   txn.ops.push_back(o);
+  if (to_set & kSetMode) {
+    // chmod rewrites the access ACL (posix_acl_chmod); the kernel only
+    // drops its cached copy.
+    auto raw = store_->Get(key::Xattr(vol_->id(), InodeId{ino}, kAclAccessXattr));
+    if (!raw.ok()) return raw.status();
+    if (*raw) {
+      auto acl = PosixAcl::Decode(**raw);
+      if (!acl.ok()) {
+        return Error(Code::kCorrupt, "chmod of inode " + std::to_string(ino) + ": stored " + kAclAccessXattr + ": " +
+                                         acl.status().message());
+      }
+      acl->Chmod(o.mode);
+      txn.ops.push_back(op::SetXattr{ino, kAclAccessXattr, acl->Encode(), op::kXattrReplace});
+    }
+  }
   auto committed = vol_->Commit(&txn);
   if (!committed.ok()) return committed.status();
   auto rec = LoadInode(ino);
@@ -221,8 +246,33 @@ Result<struct stat> VolumeFs::SetAttr(uint64_t ino, const struct stat& attr, int
 
 Result<struct stat> VolumeFs::Mknod(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev,
                                    const Caller& caller, const std::string& symlink_target) {
+  // The kernel applies no umask (FUSE_CAP_DONT_MASK, for POSIX ACLs):
+  // a default ACL of the parent replaces it, as posix_acl_create() on ext4.
+  // Symlinks take neither.
+  InheritedAcl inherited;
+  inherited.mode = mode;
+  if (!IsSymlink(mode)) {
+    auto parent_default = store_->Get(key::Xattr(vol_->id(), InodeId{parent}, kAclDefaultXattr));
+    if (!parent_default.ok()) return parent_default.status();
+    if (*parent_default) {
+      auto from_acl = InheritAcl(**parent_default, mode);
+      if (!from_acl.ok()) {
+        return Error(Code::kCorrupt, "create " + name + " in inode " + std::to_string(parent) + ": stored " +
+                                         kAclDefaultXattr + ": " + from_acl.status().message());
+      }
+      inherited = std::move(*from_acl);
+    } else {
+      inherited.mode &= ~(caller.umask & 0777);
+    }
+  }
   uint64_t ino = vol_->AllocateInode();
-  auto committed = Commit(op::Mknod{parent, name, ino, mode, caller.uid, caller.gid, rdev, symlink_target});
+  std::vector<Op> ops;
+  ops.push_back(op::Mknod{parent, name, ino, inherited.mode, caller.uid, caller.gid, rdev, symlink_target});
+  if (!inherited.access.empty()) ops.push_back(op::SetXattr{ino, kAclAccessXattr, inherited.access, op::kXattrCreate});
+  if (!inherited.default_acl.empty()) {
+    ops.push_back(op::SetXattr{ino, kAclDefaultXattr, inherited.default_acl, op::kXattrCreate});
+  }
+  auto committed = Commit(std::move(ops));
   if (!committed.ok()) return committed.status();
   auto rec = LoadInode(ino);
   if (!rec.ok()) return rec.status();
@@ -807,12 +857,52 @@ static Status CheckXattrName(const std::string& name) {
   return Error(Code::kNotSupported, "attribute namespace not supported");
 }
 
-Status VolumeFs::SetXattr(uint64_t ino, const std::string& name, std::string_view value, int flags) {
+Status VolumeFs::SetXattr(uint64_t ino, const std::string& name, std::string_view value, int flags,
+                          const Caller& caller) {
   ASPFS_RETURN_IF_ERROR(CheckXattrName(name));
   uint32_t f = 0;
   if (flags & XATTR_CREATE) f |= op::kXattrCreate;
   if (flags & XATTR_REPLACE) f |= op::kXattrReplace;
+  if (name == kAclAccessXattr) return SetAccessAcl(ino, value, f, caller);
+  if (name == kAclDefaultXattr) {
+    // Stored as given once valid; the kernel refuses one on a non-directory.
+    auto acl = PosixAcl::Decode(value);
+    if (!acl.ok()) return acl.status().Context("setxattr " + name + " of inode " + std::to_string(ino));
+  }
   return Commit(op::SetXattr{ino, name, std::string(value), f}).status();
+}
+
+Status VolumeFs::SetAccessAcl(uint64_t ino, std::string_view value, uint32_t flags, const Caller& caller) {
+  auto acl = PosixAcl::Decode(value);
+  if (!acl.ok()) {
+    return acl.status().Context(std::string("setxattr ") + kAclAccessXattr + " of inode " + std::to_string(ino));
+  }
+  std::lock_guard<std::mutex> inode_lock(InodeLock(ino));
+  ASPFS_RETURN_IF_ERROR(FlushLocked(ino));
+  auto rec = LoadInode(ino);
+  if (!rec.ok()) return rec.status();
+  const std::string k = key::Xattr(vol_->id(), InodeId{ino}, kAclAccessXattr);
+  auto existing = store_->Get(k);
+  if (!existing.ok()) return existing.status();
+  if ((flags & op::kXattrCreate) && *existing) return Error(Code::kExists, "attribute exists");
+  if ((flags & op::kXattrReplace) && !*existing) return Error(Code::kNoData, "no such attribute");
+  // posix_acl_update_mode(): the permission bits follow the ACL (group bits
+  // = mask), and set-group-ID is cleared for a caller outside the file's
+  // group without CAP_FSETID (approximated: not root). libfuse does not
+  // pass the kernel's FUSE_SETXATTR_ACL_KILL_SGID, so we decide it here.
+  op::SetAttr mode;
+  mode.ino = ino;
+  mode.mask = op::kSetMode;
+  mode.mode = (rec->mode & 07000) | acl->PermissionBits();
+  if (caller.uid != 0 && !caller.InGroup(rec->gid)) mode.mode &= ~uint32_t{S_ISGID};
+  std::vector<Op> ops;
+  ops.push_back(mode);
+  if (!acl->EquivalentToMode()) {
+    ops.push_back(op::SetXattr{ino, kAclAccessXattr, acl->Encode(), 0});
+  } else if (*existing) {
+    ops.push_back(op::RemoveXattr{ino, kAclAccessXattr});  // the mode says it all, as on ext4
+  }
+  return Commit(std::move(ops)).status();
 }
 
 Result<std::string> VolumeFs::GetXattr(uint64_t ino, const std::string& name) {

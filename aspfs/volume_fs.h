@@ -29,6 +29,14 @@ namespace aspfs {
 struct Caller {
   uint32_t uid = 0;
   uint32_t gid = 0;
+  // The caller's umask, for the kernel leaves it to us (POSIX ACLs): applied
+  // to a new inode unless its parent directory has a default ACL.
+  uint32_t umask = 0;
+  // Supplementary groups: filled in only where a decision needs them
+  // (setxattr of an access ACL by a caller other than root).
+  std::vector<uint32_t> groups;
+
+  bool InGroup(uint32_t g) const;
 };
 
 struct DirEntry {
@@ -55,8 +63,12 @@ class VolumeFs {
 
   Result<struct stat> Lookup(uint64_t parent, const std::string& name);
   Result<struct stat> GetAttr(uint64_t ino);
-  // to_set: a mask of kSet* below.
+  // to_set: a mask of kSet* below. A mode change rewrites the access ACL's
+  // USER_OBJ, MASK (or GROUP_OBJ) and OTHER in the same txn (posix_acl_chmod).
   Result<struct stat> SetAttr(uint64_t ino, const struct stat& attr, int to_set);
+  // mode: the requested type and permission bits, before the umask. A
+  // parent's default ACL is inherited (posix_acl_create), else the caller's
+  // umask applies; the inode, its ACLs and its entry commit as one txn.
   Result<struct stat> Mknod(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev,
                             const Caller& caller, const std::string& symlink_target = "");
   Result<struct stat> Link(uint64_t ino, uint64_t new_parent, const std::string& new_name);
@@ -95,7 +107,11 @@ class VolumeFs {
 
   Result<struct statvfs> StatFs();
 
-  Status SetXattr(uint64_t ino, const std::string& name, std::string_view value, int flags);
+  // system.posix_acl_* values are validated (kInvalid when malformed). An
+  // access ACL also sets the mode's permission bits (group = mask), and one
+  // the mode says in full is not stored, as on ext4 (posix_acl_update_mode);
+  // set-group-ID survives only for root or a member of the file's group.
+  Status SetXattr(uint64_t ino, const std::string& name, std::string_view value, int flags, const Caller& caller);
   Result<std::string> GetXattr(uint64_t ino, const std::string& name);
   Result<std::string> ListXattr(uint64_t ino);  // names, each NUL-terminated
   Status RemoveXattr(uint64_t ino, const std::string& name);
@@ -106,7 +122,11 @@ class VolumeFs {
 
  private:
   Result<InodeRecord> LoadInode(uint64_t ino) const;
+  // Commits ops as one txn, all or nothing, with the chunks they reference.
+  Result<Position> Commit(std::vector<Op> ops, const ChunkWrites& chunks = {});
   Result<Position> Commit(Op op, const ChunkWrites& chunks = {});
+  // setxattr of system.posix_acl_access (see SetXattr).
+  Status SetAccessAcl(uint64_t ino, std::string_view value, uint32_t flags, const Caller& caller);
   struct stat ToStat(uint64_t ino, const InodeRecord& rec) const;
   std::mutex& InodeLock(uint64_t ino) { return inode_locks_[ino % inode_locks_.size()]; }
   // Whether ino (whose record the caller holds) has extents.

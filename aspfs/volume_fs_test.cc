@@ -6,8 +6,17 @@
 
 #include <filesystem>
 
+#include "aspfs/posix_acl.h"
+
 namespace aspfs {
 namespace {
+
+// Root, with a umask.
+Caller Root(uint32_t umask) {
+  Caller caller;
+  caller.umask = umask;
+  return caller;
+}
 
 class VolumeFsTest : public ::testing::Test {
  protected:
@@ -35,6 +44,16 @@ class VolumeFsTest : public ::testing::Test {
       return true;
     }).IgnoreError();
     return n;
+  }
+  // The ops of the volume's last txn, by name.
+  std::vector<std::string> LastTxnOps() {
+    std::vector<std::string> names;
+    store_->ScanJournal(vol_->id(), 1, [&](const Txn& txn) {
+      names.clear();
+      for (const Op& op : txn.ops) names.push_back(OpName(op));
+      return true;
+    }).IgnoreError();
+    return names;
   }
   std::string dir_;
   std::unique_ptr<Store> store_;
@@ -169,6 +188,68 @@ TEST_F(VolumeFsTest, QueuedPurgesFreeQuotaWhenItRunsOut) {
     fs.Forget(other->st_ino, 1);
   }
   EXPECT_TRUE(store_->VerifyVolume(q).ok());
+}
+
+TEST_F(VolumeFsTest, UmaskAppliesWhenTheParentHasNoDefaultAcl) {
+  auto st = fs_->Mknod(1, "f", 0100666, 0, Root(027));
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  EXPECT_EQ(0100640u, st->st_mode);
+  auto link = fs_->Mknod(1, "l", 0120777, 0, Root(027), "f");
+  ASSERT_TRUE(link.ok()) << link.status().ToString();
+  EXPECT_EQ(0120777u, link->st_mode);  // symlinks take no umask
+}
+
+TEST_F(VolumeFsTest, DefaultAclIsInheritedInTheCreatingTxn) {
+  // u::rwx u:1000:rwx g::r-x m::rwx o::---
+  const std::string acl = PosixAcl({{kAclUserObj, 7}, {kAclUser, 7, 1000}, {kAclGroupObj, 5}, {kAclMask, 7},
+                                    {kAclOther, 0}}).Encode();
+  auto dir = fs_->Mknod(1, "d", 040777, 0, Caller{});
+  ASSERT_TRUE(dir.ok()) << dir.status().ToString();
+  ASSERT_TRUE(fs_->SetXattr(dir->st_ino, kAclDefaultXattr, acl, 0, Caller{}).ok());
+  auto sub = fs_->Mknod(dir->st_ino, "sub", 040777, 0, Root(077));
+  ASSERT_TRUE(sub.ok()) << sub.status().ToString();
+  EXPECT_EQ(040770u, sub->st_mode);  // the ACL, not the umask, limits the mode
+  EXPECT_EQ((std::vector<std::string>{"mknod", "set_xattr", "set_xattr"}), LastTxnOps());
+  EXPECT_EQ(acl, *fs_->GetXattr(sub->st_ino, kAclAccessXattr));
+  EXPECT_EQ(acl, *fs_->GetXattr(sub->st_ino, kAclDefaultXattr));
+  auto file = fs_->Mknod(sub->st_ino, "f", 0100644, 0, Root(077));
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  EXPECT_EQ(0100640u, file->st_mode);
+  EXPECT_EQ((std::vector<std::string>{"mknod", "set_xattr"}), LastTxnOps());
+  EXPECT_EQ(Code::kNoData, fs_->GetXattr(file->st_ino, kAclDefaultXattr).status().code());
+  EXPECT_TRUE(store_->VerifyVolume(vol_).ok());
+}
+
+TEST_F(VolumeFsTest, AccessAclSetsTheModeAndChmodTheAcl) {
+  uint64_t ino = Create("f");
+  // u::rw- u:1000:rwx g::r-- m::r-x o::---
+  const std::string acl = PosixAcl({{kAclUserObj, 6}, {kAclUser, 7, 1000}, {kAclGroupObj, 4}, {kAclMask, 5},
+                                    {kAclOther, 0}}).Encode();
+  ASSERT_TRUE(fs_->SetXattr(ino, kAclAccessXattr, acl, 0, Caller{}).ok());
+  EXPECT_EQ(0100650u, fs_->GetAttr(ino)->st_mode);  // group bits = mask
+  struct stat attr = {};
+  attr.st_mode = 0604;
+  ASSERT_TRUE(fs_->SetAttr(ino, attr, VolumeFs::kSetMode).ok());
+  EXPECT_EQ((std::vector<std::string>{"set_attr", "set_xattr"}), LastTxnOps());
+  auto after = PosixAcl::Decode(*fs_->GetXattr(ino, kAclAccessXattr));
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  EXPECT_EQ(0604u, after->PermissionBits());
+  // An ACL the mode says in full replaces the stored one by the mode alone.
+  const std::string minimal = PosixAcl({{kAclUserObj, 7}, {kAclGroupObj, 5}, {kAclOther, 1}}).Encode();
+  ASSERT_TRUE(fs_->SetXattr(ino, kAclAccessXattr, minimal, 0, Caller{}).ok());
+  EXPECT_EQ(0100751u, fs_->GetAttr(ino)->st_mode);
+  EXPECT_EQ(Code::kNoData, fs_->GetXattr(ino, kAclAccessXattr).status().code());
+}
+
+TEST_F(VolumeFsTest, MalformedAclsAreInvalidAndNotStored) {
+  uint64_t ino = Create("f");
+  for (const char* name : {kAclAccessXattr, kAclDefaultXattr}) {
+    for (std::string bad : {std::string("junk"), std::string("\x02\0\0\0\x01\0\x06\0", 8)}) {
+      EXPECT_EQ(Code::kInvalid, fs_->SetXattr(ino, name, bad, 0, Caller{}).code()) << name;
+      EXPECT_EQ(Code::kNoData, fs_->GetXattr(ino, name).status().code()) << name;
+    }
+  }
+  EXPECT_EQ(0100644u, fs_->GetAttr(ino)->st_mode);
 }
 
 }  // namespace
