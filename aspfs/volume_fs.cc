@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <map>
 
 #include "aspfs/posix_acl.h"
@@ -640,18 +641,19 @@ Status VolumeFs::CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64
   op::SetBlocks o;
   o.ino = ino;
   o.size = size;
-  ChunkWrites chunks;
-  auto add_block = [&](uint64_t b, const std::string& content) -> Status {
+  // Chunks are staged together at the end: one index lookup, few log writes.
+  std::vector<Store::ChunkData> staged;
+  std::deque<std::string> rewritten;  // contents built here; a deque keeps them put
+  auto add_block = [&](uint64_t b, std::string_view content) {
     if (content.empty()) {
       o.blocks.push_back(op::BlockRef{b, ChunkId{}, 0, {}});  // a hole
-      return Status::Ok();
+      return;
     }
     ChunkId id = HashChunk(content);
-    ASPFS_RETURN_IF_ERROR(store_->StageChunk(id, content, for_fsync, &chunks));
+    staged.push_back(Store::ChunkData{id, content});
     o.blocks.push_back(op::BlockRef{b, id, static_cast<uint32_t>(content.size()), {}});
-    return Status::Ok();
   };
-  for (const auto& [b, content] : blocks) ASPFS_RETURN_IF_ERROR(add_block(b, content));
+  for (const auto& [b, content] : blocks) add_block(b, content);
   for (const auto& [b, written] : pages) {
     ExtentRecord ext;
     auto raw = store_->Get(key::Extent(vol_->id(), InodeId{ino}, b));
@@ -667,7 +669,7 @@ Status VolumeFs::CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64
     }
     if (written.size() == kPagesPerBlock || patches > kMaxPatches) {
       // Rewrite the block: reads of it stay one chunk (or a few).
-      std::string content;
+      std::string& content = rewritten.emplace_back();
       if (written.size() < kPagesPerBlock && (!ext.chunk.IsZero() || !ext.patches.empty())) {
         auto assembled = AssembleBlock(ext, 0, kBlockSize);
         if (!assembled.ok()) return assembled.status();
@@ -678,17 +680,19 @@ Status VolumeFs::CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64
         if (content.size() < start + kPageSize) content.resize(start + kPageSize, '\0');
         memcpy(content.data() + start, bytes.data(), kPageSize);
       }
-      ASPFS_RETURN_IF_ERROR(add_block(b, content));
+      add_block(b, content);
       continue;
     }
     op::BlockRef ref{b, ChunkId{}, 0, {}};
     for (const auto& [page, bytes] : written) {
       ChunkId id = HashChunk(bytes);
-      ASPFS_RETURN_IF_ERROR(store_->StageChunk(id, bytes, for_fsync, &chunks));
+      staged.push_back(Store::ChunkData{id, bytes});
       ref.pages.push_back(PagePatch{page, static_cast<uint32_t>(kPageSize), id});
     }
     o.blocks.push_back(std::move(ref));
   }
+  ChunkWrites chunks;
+  ASPFS_RETURN_IF_ERROR(store_->StageChunks(staged, for_fsync, &chunks));
   return Commit(std::move(o), chunks).status();
 }
 

@@ -1,12 +1,13 @@
 #include "journal/chunk_log.h"
 
-#include <sys/uio.h>
-
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -83,48 +84,75 @@ int ChunkLog::FdLocked(uint32_t seq) const { return seq < fds_.size() ? fds_[seq
 Result<ChunkLocation> ChunkLog::Append(const ChunkId& id, std::string_view body) { return Append(id, body, {}); }
 
 Result<ChunkLocation> ChunkLog::Append(const ChunkId& id, std::string_view head, std::string_view tail) {
-  std::string record_header = id.Bytes();
-  uint32_t length = static_cast<uint32_t>(head.size() + tail.size());
-  record_header.append(reinterpret_cast<const char*>(&length), 4);
-  const size_t record_size = record_header.size() + length;
+  auto locs = AppendAll({Piece{id, head, tail}});
+  if (!locs.ok()) return locs.status();
+  return locs->front();
+}
+
+Result<std::vector<ChunkLocation>> ChunkLog::AppendAll(const std::vector<Piece>& records) {
+  constexpr size_t kRecordHeader = 20;  // chunk id, body length
+  std::vector<std::string> headers;
+  headers.reserve(records.size());
+  size_t total = 0;
+  for (const Piece& r : records) {
+    std::string h = r.id.Bytes();
+    uint32_t length = static_cast<uint32_t>(r.head.size() + r.tail.size());
+    h.append(reinterpret_cast<const char*>(&length), 4);
+    headers.push_back(std::move(h));
+    total += kRecordHeader + length;
+  }
+  std::vector<ChunkLocation> locs;
+  if (records.empty()) return locs;
   int fd;
-  ChunkLocation loc;
+  uint64_t start;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (end_ + record_size > kFileLimit) {
+    if (end_ + total > kFileLimit && end_ > 0) {
       ASPFS_RETURN_IF_ERROR(OpenFileLocked(current_ + 1));
       unsynced_.insert(current_);  // its tail must reach disk too
       ++current_;
       end_ = 0;
     }
-    loc = ChunkLocation{current_, end_ + record_header.size(), length};
-    end_ += record_size;
+    start = end_;
+    end_ += total;
     fd = FdLocked(current_);
     unsynced_.insert(current_);
-  }
-  // Appends reserve disjoint ranges, so they write in parallel. One pwritev
-  // takes the pieces as they are: the payload is not copied into a record.
-  const std::string_view pieces[] = {record_header, head, tail};
-  const off_t start = static_cast<off_t>(loc.offset - record_header.size());
-  size_t done = 0;
-  while (done < record_size) {
-    struct iovec iov[3];
-    int n_iov = 0;
-    size_t skip = done;
-    for (std::string_view piece : pieces) {
-      if (skip >= piece.size()) {
-        skip -= piece.size();
-        continue;
-      }
-      iov[n_iov++] = {const_cast<char*>(piece.data()) + skip, piece.size() - skip};
-      skip = 0;
+    uint64_t at = start;
+    for (const Piece& r : records) {
+      uint32_t length = static_cast<uint32_t>(r.head.size() + r.tail.size());
+      locs.push_back(ChunkLocation{current_, at + kRecordHeader, length});
+      at += kRecordHeader + length;
     }
-    ssize_t n = pwritev(fd, iov, n_iov, start + static_cast<off_t>(done));
+  }
+  // Appends reserve disjoint ranges, so they write in parallel. The pieces
+  // go as they are: a payload is never copied into a record.
+  std::vector<struct iovec> iov;
+  iov.reserve(records.size() * 3);
+  for (size_t i = 0; i < records.size(); ++i) {
+    for (std::string_view piece : {std::string_view(headers[i]), records[i].head, records[i].tail}) {
+      if (!piece.empty()) iov.push_back({const_cast<char*>(piece.data()), piece.size()});
+    }
+  }
+  size_t first = 0;  // first iovec not fully written
+  uint64_t offset = start;
+  while (first < iov.size()) {
+    int count = static_cast<int>(std::min<size_t>(iov.size() - first, IOV_MAX));
+    ssize_t n = pwritev(fd, &iov[first], count, static_cast<off_t>(offset));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return Errno("chunk log: write");
-    done += n;
+    offset += n;
+    for (size_t left = n; left > 0;) {  // skip what was written, trim a partial iovec
+      if (left >= iov[first].iov_len) {
+        left -= iov[first].iov_len;
+        ++first;
+      } else {
+        iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
+        iov[first].iov_len -= left;
+        left = 0;
+      }
+    }
   }
-  return loc;
+  return locs;
 }
 
 Result<std::string> ChunkLog::Read(const ChunkLocation& loc) const {

@@ -44,6 +44,13 @@ class ChunkLog {
   Result<ChunkLocation> Append(const ChunkId& id, std::string_view body);
   // The body given as two pieces (head + tail), written without joining them.
   Result<ChunkLocation> Append(const ChunkId& id, std::string_view head, std::string_view tail);
+  struct Piece {
+    ChunkId id;
+    std::string_view head, tail;
+  };
+  // Several records in one contiguous range, with few pwritev calls (a
+  // commit's many small chunks); locations in the order given.
+  Result<std::vector<ChunkLocation>> AppendAll(const std::vector<Piece>& records);
   Result<std::string> Read(const ChunkLocation& loc) const;
   // The body's first head_size bytes into *head, the rest returned: a raw
   // payload needs no copy to drop its header.

@@ -46,6 +46,28 @@ TEST_F(ChunkLogTest, AppendReadAcrossReopen) {
   EXPECT_EQ(written[0].second, *(*log)->Read(written[0].first));
 }
 
+TEST_F(ChunkLogTest, AppendAllWritesManyRecordsInFewCalls) {
+  auto log = ChunkLog::Open(dir_);
+  ASSERT_TRUE(log.ok());
+  // More pieces than one pwritev takes (IOV_MAX), and an empty tail.
+  std::vector<std::string> heads, tails;
+  for (int i = 0; i < 700; ++i) {
+    heads.push_back("h" + std::to_string(i));
+    tails.push_back(i % 7 == 0 ? "" : std::string(100 + i, static_cast<char>('a' + i % 26)));
+  }
+  std::vector<ChunkLog::Piece> pieces;
+  for (int i = 0; i < 700; ++i) pieces.push_back({ChunkId{1, static_cast<uint64_t>(i + 1)}, heads[i], tails[i]});
+  auto locs = (*log)->AppendAll(pieces);
+  ASSERT_TRUE(locs.ok()) << locs.status().ToString();
+  ASSERT_EQ(700u, locs->size());
+  for (int i = 0; i < 700; ++i) {
+    auto back = (*log)->Read((*locs)[i]);
+    ASSERT_TRUE(back.ok());
+    EXPECT_EQ(heads[i] + tails[i], *back) << i;
+  }
+  EXPECT_TRUE((*log)->AppendAll({}).ok());
+}
+
 TEST_F(ChunkLogTest, BadLocationsAreErrorsNotCrashes) {
   auto log = ChunkLog::Open(dir_);
   ASSERT_TRUE(log.ok());

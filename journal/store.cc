@@ -10,6 +10,8 @@
 #include <time.h>
 
 #include <chrono>
+#include <deque>
+#include <unordered_set>
 
 #include "journal/apply.h"
 #include "journal/chunk.h"
@@ -322,26 +324,44 @@ Status Store::Sync() {
 }
 
 Status Store::StageChunk(const ChunkId& id, std::string_view data, bool in_wal, ChunkWrites* writes) {
+  return StageChunks({ChunkData{id, data}}, in_wal, writes);
+}
+
+Status Store::StageChunks(const std::vector<ChunkData>& chunks, bool in_wal, ChunkWrites* writes) {
   DisableRocksPerfCounters();
-  std::string k = id.Bytes();
-  // Content addressing: an id already stored holds the same bytes.
-  std::string known;
-  rocksdb::Status found = db_->Get(rocksdb::ReadOptions(), chunk_index_, k, &known);
-  if (found.ok()) return Status::Ok();
-  if (!found.IsNotFound()) return FromRocks(found, "store: look up chunk");
-  EncodedChunk body(data);
-  if (in_wal && body.size() <= kMaxIndexedChunkBody) {
-    ChunkLocation in_index{ChunkLocation::kInIndex, 0, static_cast<uint32_t>(body.size())};
-    std::string entry = in_index.Encode();
-    entry.append(body.header());
-    entry.append(body.payload());
-    writes->index.emplace_back(std::move(k), std::move(entry));
-    return Status::Ok();
+  std::vector<std::string> keys;
+  std::vector<rocksdb::Slice> slices;
+  keys.reserve(chunks.size());
+  for (const ChunkData& c : chunks) keys.push_back(c.id.Bytes());
+  for (const std::string& k : keys) slices.emplace_back(k);
+  // Content addressing: an id already stored (or staged here) holds the same bytes.
+  std::vector<std::string> found;
+  std::vector<rocksdb::Status> known = db_->MultiGet(
+      rocksdb::ReadOptions(), std::vector<rocksdb::ColumnFamilyHandle*>(chunks.size(), chunk_index_), slices, &found);
+  std::unordered_set<std::string_view> staged;
+  std::deque<EncodedChunk> bodies;  // a deque: the bodies' views stay put
+  std::vector<ChunkLog::Piece> to_log;
+  std::vector<size_t> to_log_keys;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    if (known[i].ok()) continue;
+    if (!known[i].IsNotFound()) return FromRocks(known[i], "store: look up chunk");
+    if (!staged.insert(keys[i]).second) continue;
+    const EncodedChunk& body = bodies.emplace_back(chunks[i].data);
+    if (in_wal && body.size() <= kMaxIndexedChunkBody) {
+      ChunkLocation in_index{ChunkLocation::kInIndex, 0, static_cast<uint32_t>(body.size())};
+      std::string entry = in_index.Encode();
+      entry.append(body.header());
+      entry.append(body.payload());
+      writes->index.emplace_back(keys[i], std::move(entry));
+      continue;
+    }
+    to_log.push_back(ChunkLog::Piece{chunks[i].id, body.header(), body.payload()});
+    to_log_keys.push_back(i);
   }
-  // The body reaches the log before its index entry reaches the WAL.
-  auto loc = chunk_log_->Append(id, body.header(), body.payload());
-  if (!loc.ok()) return loc.status();
-  writes->index.emplace_back(std::move(k), loc->Encode());
+  // Bodies reach the log before their index entries reach the WAL.
+  auto locs = chunk_log_->AppendAll(to_log);
+  if (!locs.ok()) return locs.status();
+  for (size_t j = 0; j < to_log.size(); ++j) writes->index.emplace_back(keys[to_log_keys[j]], (*locs)[j].Encode());
   return Status::Ok();
 }
 

@@ -119,6 +119,12 @@ class Store {
   // that holds the txn holds its chunks. Known ids are skipped (content
   // addressing).
   Status StageChunk(const ChunkId& id, std::string_view data, bool in_wal, ChunkWrites* writes);
+  // StageChunk for many chunks at once: one index lookup, few log writes.
+  struct ChunkData {
+    ChunkId id;
+    std::string_view data;
+  };
+  Status StageChunks(const std::vector<ChunkData>& chunks, bool in_wal, ChunkWrites* writes);
   // StageChunk, and the index entry written at once.
   Status PutChunk(const ChunkId& id, std::string_view data, bool in_wal = false);
   Result<std::string> ReadChunk(const ChunkId& id) const;
