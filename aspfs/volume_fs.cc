@@ -349,15 +349,12 @@ Status VolumeFs::TruncateOnOpen(uint64_t ino, const Caller& caller) {
   return Commit(o).status();
 }
 
-Result<bool> VolumeFs::HasBlocks(uint64_t ino, const InodeRecord& rec) const {
-  if (!(rec.flags & kInodeMayHaveBlocks)) return false;
-  bool found = false;
-  std::string prefix = key::ExtentPrefix(vol_->id(), InodeId{ino});
-  ASPFS_RETURN_IF_ERROR(store_->Scan(prefix, key::PrefixEnd(prefix), [&](std::string_view, std::string_view) {
-    found = true;
-    return false;
-  }));
-  return found;
+bool VolumeFs::HasBlocks(const InodeRecord& rec) {
+  // No scan of the extents (an iterator per write costs more than the write):
+  // a file that ever had blocks stays in block mode unless it holds inline
+  // data, which a file with extents never does (apply() keeps them apart).
+  // Block mode is right for any file; inline is only the small-file shortcut.
+  return (rec.flags & kInodeMayHaveBlocks) && rec.inline_data.empty();
 }
 
 Result<std::string> VolumeFs::ReadBlock(uint64_t ino, uint64_t block) const {
@@ -467,17 +464,16 @@ Result<size_t> VolumeFs::Write(uint64_t ino, uint64_t offset, std::string_view d
     auto rec = LoadInode(ino);
     if (!rec.ok()) return rec.status();
     if (!IsRegular(rec->mode)) return Error(Code::kInvalid, "not a regular file");
-    auto has_blocks = HasBlocks(ino, *rec);
-    if (!has_blocks.ok()) return has_blocks.status();
-    if (!*has_blocks && end <= kInlineMax) {
+    const bool has_blocks = HasBlocks(*rec);
+    if (!has_blocks && end <= kInlineMax) {
       // Small files stay inline, one small txn per write.
       ASPFS_RETURN_IF_ERROR(Commit(op::WriteInline{ino, offset, std::string(data)}).status());
       return data.size();
     }
     auto fresh = std::make_unique<PendingWrite>();
     fresh->size = rec->size;
-    fresh->has_blocks = *has_blocks;
-    if (!*has_blocks && !rec->inline_data.empty()) {
+    fresh->has_blocks = has_blocks;
+    if (!has_blocks && !rec->inline_data.empty()) {
       fresh->blocks[0] = rec->inline_data;  // leaving inline
       fresh->bytes = rec->inline_data.size();
       buffered_bytes_ += fresh->bytes;
@@ -605,20 +601,19 @@ Status VolumeFs::Fsync(uint64_t ino) {
 
 Status VolumeFs::ZeroRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t offset, uint64_t length,
                                  uint64_t new_size) {
-  auto has_blocks = HasBlocks(ino, rec);
-  if (!has_blocks.ok()) return has_blocks.status();
+  const bool has_blocks = HasBlocks(rec);
   const uint64_t end = offset + length;
-  if (!*has_blocks && end <= kInlineMax) {
+  if (!has_blocks && end <= kInlineMax) {
     return Commit(op::WriteInline{ino, offset, std::string(length, '\0')}).status();
   }
   // Block mode. A file still inline moves its data to block 0 in this txn.
   std::map<uint64_t, std::string> blocks;
-  if (!*has_blocks && !rec.inline_data.empty()) blocks[0] = rec.inline_data;
+  if (!has_blocks && !rec.inline_data.empty()) blocks[0] = rec.inline_data;
   for (uint64_t b = offset / kBlockSize; b <= (end - 1) / kBlockSize; ++b) {
     std::string content;
     if (auto it = blocks.find(b); it != blocks.end()) {
       content = std::move(it->second);
-    } else if (*has_blocks) {
+    } else if (has_blocks) {
       auto existing = ReadBlock(ino, b);
       if (!existing.ok()) return existing.status();
       content = std::move(*existing);
@@ -754,9 +749,7 @@ Result<uint64_t> VolumeFs::Lseek(uint64_t ino, uint64_t offset, int whence) {
   if (!rec.ok()) return rec.status();
   if (whence != SEEK_DATA && whence != SEEK_HOLE) return Error(Code::kInvalid, "bad whence");
   if (offset >= rec->size) return Error(Code::kNoSuchOffset, "offset past end of file");
-  auto has_blocks = HasBlocks(ino, *rec);
-  if (!has_blocks.ok()) return has_blocks.status();
-  if (!*has_blocks) {
+  if (!HasBlocks(*rec)) {
     uint64_t data_end = rec->inline_data.size();
     if (whence == SEEK_DATA) {
       if (offset < data_end) return offset;

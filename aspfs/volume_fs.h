@@ -129,8 +129,9 @@ class VolumeFs {
   Status SetAccessAcl(uint64_t ino, std::string_view value, uint32_t flags, const Caller& caller);
   struct stat ToStat(uint64_t ino, const InodeRecord& rec) const;
   std::mutex& InodeLock(uint64_t ino) { return inode_locks_[ino % inode_locks_.size()]; }
-  // Whether ino (whose record the caller holds) has extents.
-  Result<bool> HasBlocks(uint64_t ino, const InodeRecord& rec) const;
+  // Whether a write must go to blocks (the file may have extents) rather
+  // than inline data.
+  static bool HasBlocks(const InodeRecord& rec);
   // Zeroes [offset, offset+length) (whole blocks become holes) and sets the
   // size to new_size. REQUIRES(InodeLock(ino)).
   Status ZeroRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t offset, uint64_t length, uint64_t new_size);
