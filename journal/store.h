@@ -145,6 +145,7 @@ class Store {
   // Test hooks: overwrite a stored chunk body; write a state key around the journal.
   Status CorruptChunkForTest(const ChunkId& id);
   Status WriteStateForTest(const std::string& key, const std::string& value);
+  void ForgetCachedStateForTest() { state_cache_.Clear(); }
 
  private:
   friend class Volume;
