@@ -23,6 +23,16 @@ constexpr size_t kMaxBufferedBytes = 32 << 20;
 constexpr size_t kMaxPatches = 8;
 constexpr size_t kMaxQueuedPurges = 512;        // unlinked inodes waiting for one purge txn
 
+// Writes whole 4 KiB pages (page index -> bytes) over a block's content,
+// growing it as needed.
+void OverlayPages(const std::map<uint32_t, std::string>& pages, std::string* content) {
+  for (const auto& [page, bytes] : pages) {
+    uint64_t start = page * kPageSize;
+    if (content->size() < start + kPageSize) content->resize(start + kPageSize, '\0');
+    memcpy(content->data() + start, bytes.data(), kPageSize);
+  }
+}
+
 void SetTime(struct timespec* ts, int64_t ns) {
   ts->tv_sec = ns / 1000000000;
   ts->tv_nsec = ns % 1000000000;
@@ -376,13 +386,10 @@ Result<std::string> VolumeFs::AssembleBlock(const ExtentRecord& ext, uint64_t lo
   std::string out(ext.End(), '\0');
   hi = std::min<uint64_t>(hi, out.size());
   if (lo >= hi) return out;
-  auto patched = [&](uint64_t page) {
-    return std::any_of(ext.patches.begin(), ext.patches.end(), [&](const PagePatch& p) { return p.page == page; });
-  };
   bool need_base = false;
   if (!ext.chunk.IsZero()) {
     for (uint64_t page = lo / kPageSize; page <= (hi - 1) / kPageSize && !need_base; ++page) {
-      need_base = !patched(page);
+      need_base = !ext.HasPatch(static_cast<uint32_t>(page));
     }
   }
   if (need_base) {
@@ -509,13 +516,9 @@ Result<size_t> VolumeFs::Write(uint64_t ino, uint64_t offset, std::string_view d
       }
       // Pages buffered for this block join its whole content.
       if (auto pages = pending->pages.find(b); pages != pending->pages.end()) {
-        for (const auto& [page, bytes] : pages->second) {
-          uint64_t start = page * kPageSize;
-          if (content.size() < start + kPageSize) content.resize(start + kPageSize, '\0');
-          memcpy(content.data() + start, bytes.data(), kPageSize);
-          pending->bytes -= kPageSize;
-          buffered_bytes_ -= kPageSize;
-        }
+        OverlayPages(pages->second, &content);
+        pending->bytes -= pages->second.size() * kPageSize;
+        buffered_bytes_ -= pages->second.size() * kPageSize;
         pending->pages.erase(pages);
       }
       pending->bytes += content.size();  // memory held, not just bytes written
@@ -659,9 +662,7 @@ Status VolumeFs::CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64
       ext = std::move(*decoded);
     }
     size_t patches = ext.patches.size();
-    for (const auto& [page, bytes] : written) {
-      patches += std::none_of(ext.patches.begin(), ext.patches.end(), [&](const PagePatch& p) { return p.page == page; });
-    }
+    for (const auto& [page, bytes] : written) patches += !ext.HasPatch(page);
     if (written.size() == kPagesPerBlock || patches > kMaxPatches) {
       // Rewrite the block: reads of it stay one chunk (or a few).
       std::string& content = rewritten.emplace_back();
@@ -670,11 +671,7 @@ Status VolumeFs::CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64
         if (!assembled.ok()) return assembled.status();
         content = std::move(*assembled);
       }
-      for (const auto& [page, bytes] : written) {
-        uint64_t start = page * kPageSize;
-        if (content.size() < start + kPageSize) content.resize(start + kPageSize, '\0');
-        memcpy(content.data() + start, bytes.data(), kPageSize);
-      }
+      OverlayPages(written, &content);
       add_block(b, content);
       continue;
     }

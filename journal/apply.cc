@@ -476,7 +476,7 @@ class Applier {
   // patch of the same page.
   static Status MergePatches(const std::vector<PagePatch>& pages, std::vector<PagePatch>* patches) {
     for (const PagePatch& p : pages) {
-      if (p.page >= kPagesPerBlock || p.length == 0 || p.length > kPageSize || p.chunk.IsZero()) {
+      if (!p.Valid()) {
         return Error(Code::kInvalid, "bad page patch");
       }
       auto at = std::lower_bound(patches->begin(), patches->end(), p.page,

@@ -81,10 +81,8 @@ Status ChunkLog::OpenFileLocked(uint32_t seq) {
 
 int ChunkLog::FdLocked(uint32_t seq) const { return seq < fds_.size() ? fds_[seq] : -1; }
 
-Result<ChunkLocation> ChunkLog::Append(const ChunkId& id, std::string_view body) { return Append(id, body, {}); }
-
-Result<ChunkLocation> ChunkLog::Append(const ChunkId& id, std::string_view head, std::string_view tail) {
-  auto locs = AppendAll({Piece{id, head, tail}});
+Result<ChunkLocation> ChunkLog::Append(const ChunkId& id, std::string_view body) {
+  auto locs = AppendAll({Piece{id, body, {}}});
   if (!locs.ok()) return locs.status();
   return locs->front();
 }

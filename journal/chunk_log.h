@@ -42,8 +42,8 @@ class ChunkLog {
   static Result<std::unique_ptr<ChunkLog>> Open(const std::string& dir);
 
   Result<ChunkLocation> Append(const ChunkId& id, std::string_view body);
-  // The body given as two pieces (head + tail), written without joining them.
-  Result<ChunkLocation> Append(const ChunkId& id, std::string_view head, std::string_view tail);
+  // A record's body given as two pieces (head + tail), written without
+  // joining them.
   struct Piece {
     ChunkId id;
     std::string_view head, tail;

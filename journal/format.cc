@@ -232,6 +232,10 @@ uint32_t ExtentRecord::End() const {
   return end;
 }
 
+bool ExtentRecord::HasPatch(uint32_t page) const {
+  return std::any_of(patches.begin(), patches.end(), [&](const PagePatch& p) { return p.page == page; });
+}
+
 // Base chunk (16) and length (4), then per patch: page (1), length (2), chunk (16).
 std::string ExtentRecord::Encode() const {
   std::string out = chunk.Bytes();
@@ -264,7 +268,7 @@ Result<ExtentRecord> ExtentRecord::Decode(std::string_view bytes) {
     p.length = len;
     p.chunk = ChunkId::FromBytes(raw.substr(3, 16));
     bool ordered = rec.patches.empty() || rec.patches.back().page < p.page;
-    if (!ordered || p.page >= kPagesPerBlock || p.length == 0 || p.length > kPageSize || p.chunk.IsZero()) {
+    if (!ordered || !p.Valid()) {
       return Corrupt("extent");
     }
     rec.patches.push_back(p);

@@ -159,6 +159,7 @@ struct PagePatch {
   uint32_t length = 0;  // valid bytes from the chunk (1..kPageSize); the rest of the page reads as zeros
   ChunkId chunk;
   bool operator==(const PagePatch&) const = default;
+  bool Valid() const { return page < kPagesPerBlock && length > 0 && length <= kPageSize && !chunk.IsZero(); }
 };
 
 // A block's content: the base chunk's first `length` bytes, zeros after, and
@@ -170,6 +171,7 @@ struct ExtentRecord {
   std::vector<PagePatch> patches;   // sorted by page, one per page at most
   // One past the last byte the base or a patch defines.
   uint32_t End() const;
+  bool HasPatch(uint32_t page) const;
   std::string Encode() const;
   static Result<ExtentRecord> Decode(std::string_view bytes);
 };

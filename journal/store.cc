@@ -323,10 +323,6 @@ Status Store::Sync() {
   return Status::Ok();
 }
 
-Status Store::StageChunk(const ChunkId& id, std::string_view data, bool in_wal, ChunkWrites* writes) {
-  return StageChunks({ChunkData{id, data}}, in_wal, writes);
-}
-
 Status Store::StageChunks(const std::vector<ChunkData>& chunks, bool in_wal, ChunkWrites* writes) {
   DisableRocksPerfCounters();
   std::vector<std::string> keys;
@@ -367,7 +363,7 @@ Status Store::StageChunks(const std::vector<ChunkData>& chunks, bool in_wal, Chu
 
 Status Store::PutChunk(const ChunkId& id, std::string_view data, bool in_wal) {
   ChunkWrites writes;
-  ASPFS_RETURN_IF_ERROR(StageChunk(id, data, in_wal, &writes));
+  ASPFS_RETURN_IF_ERROR(StageChunks({ChunkData{id, data}}, in_wal, &writes));
   rocksdb::WriteBatch batch;
   for (const auto& [k, v] : writes.index) batch.Put(chunk_index_, k, v);
   commits_.fetch_add(1);

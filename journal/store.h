@@ -117,15 +117,13 @@ class Store {
   // syncs the WAL alone) and index entries into `writes`, which
   // Volume::Commit writes in the txn's own WriteBatch: any recovered prefix
   // that holds the txn holds its chunks. Known ids are skipped (content
-  // addressing).
-  Status StageChunk(const ChunkId& id, std::string_view data, bool in_wal, ChunkWrites* writes);
-  // StageChunk for many chunks at once: one index lookup, few log writes.
+  // addressing); one index lookup and few log writes serve them all.
   struct ChunkData {
     ChunkId id;
     std::string_view data;
   };
   Status StageChunks(const std::vector<ChunkData>& chunks, bool in_wal, ChunkWrites* writes);
-  // StageChunk, and the index entry written at once.
+  // One chunk staged and its index entry written at once (tests, tools).
   Status PutChunk(const ChunkId& id, std::string_view data, bool in_wal = false);
   Result<std::string> ReadChunk(const ChunkId& id) const;
 
@@ -150,7 +148,7 @@ class Store {
  private:
   friend class Volume;
   static constexpr size_t kStateCacheBytes = 64 << 20;
-  // Largest chunk body StageChunk(in_wal) keeps in the index (and the WAL).
+  // Largest chunk body StageChunks(in_wal) keeps in the index (and the WAL).
   static constexpr size_t kMaxIndexedChunkBody = 16 << 10;
   Store() : state_reader_(this) {}
   Status LoadVolumes();
