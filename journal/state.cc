@@ -2,8 +2,6 @@
 
 #include <xxhash.h>
 
-#include <vector>
-
 #include "journal/format.h"
 
 namespace aspfs {
@@ -36,27 +34,8 @@ Result<std::optional<std::string>> StateDelta::Get(std::string_view key) const {
 }
 
 Status StateDelta::Scan(std::string_view lo, std::string_view hi, const ScanFn& fn) const {
-  // Merge the base's keys with the overlay's; the overlay wins.
-  std::vector<std::pair<std::string, std::string>> base_entries;
-  ASPFS_RETURN_IF_ERROR(base_->Scan(lo, hi, [&](std::string_view k, std::string_view v) {
-    base_entries.emplace_back(std::string(k), std::string(v));
-    return true;
-  }));
-  auto over = changes_.lower_bound(lo);
-  auto over_end = changes_.lower_bound(hi);
-  size_t i = 0;
-  while (i < base_entries.size() || over != over_end) {
-    bool take_over = over != over_end && (i == base_entries.size() || over->first <= base_entries[i].first);
-    if (take_over) {
-      if (i < base_entries.size() && over->first == base_entries[i].first) ++i;
-      if (over->second && !fn(over->first, *over->second)) return Status::Ok();
-      ++over;
-    } else {
-      if (!fn(base_entries[i].first, base_entries[i].second)) return Status::Ok();
-      ++i;
-    }
-  }
-  return Status::Ok();
+  return ScanWithChanges([&](const ScanFn& f) { return base_->Scan(lo, hi, f); }, changes_.lower_bound(lo),
+                         changes_.lower_bound(hi), fn);
 }
 
 Status StateDelta::Put(const std::string& key, std::string value) {

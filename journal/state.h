@@ -26,6 +26,33 @@ class StateReader {
   virtual Status Scan(std::string_view lo, std::string_view hi, const ScanFn& fn) const = 0;
 };
 
+// Calls fn over the keys scan_base yields with the sorted changes [over,
+// over_end) laid over them: a change wins over the base's value and a
+// nullopt change hides the key. scan_base(f) calls f(key, value) in key order
+// until f returns false. Streams: nothing of the base is copied.
+template <typename ScanBase, typename ChangeIt>
+Status ScanWithChanges(const ScanBase& scan_base, ChangeIt over, ChangeIt over_end, const StateReader::ScanFn& fn) {
+  bool stopped = false;
+  Status scanned = scan_base([&](std::string_view key, std::string_view value) {
+    for (; over != over_end && std::string_view(over->first) < key; ++over) {
+      if (over->second && !fn(over->first, *over->second)) return !(stopped = true);
+    }
+    if (over != over_end && std::string_view(over->first) == key) {
+      const auto& change = over->second;
+      ++over;
+      if (change && !fn(key, *change)) return !(stopped = true);
+      return true;
+    }
+    if (!fn(key, value)) return !(stopped = true);
+    return true;
+  });
+  if (!scanned.ok() || stopped) return scanned;
+  for (; over != over_end; ++over) {
+    if (over->second && !fn(over->first, *over->second)) break;
+  }
+  return Status::Ok();
+}
+
 // A whole state in memory. Not thread-safe.
 class MemState final : public StateReader {
  public:

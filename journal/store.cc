@@ -7,6 +7,7 @@
 #include <rocksdb/utilities/options_util.h>
 #include <rocksdb/write_batch.h>
 
+#include <pthread.h>
 #include <time.h>
 
 #include <chrono>
@@ -65,33 +66,23 @@ Position Volume::position() const {
 Result<Position> Volume::Commit(Txn* txn, const ChunkWrites& chunks) {
   DisableRocksPerfCounters();
   std::lock_guard<std::mutex> lock(mu_);
-  if (!sticky_.ok()) return sticky_;
   StateDelta delta(&store_->state(), pos_.checksum);
   txn->epoch = pos_.epoch;
   txn->txid = pos_.txid + 1;
   Status applied = Apply(id_, *txn, &delta);
   if (!applied.ok()) return applied;
   txn->checksum = delta.checksum();
-
-  rocksdb::WriteBatch batch;
-  for (const auto& [k, v] : delta.changes()) {
-    if (v) {
-      batch.Put(store_->meta_, k, *v);
-    } else {
-      batch.Delete(store_->meta_, k);
-    }
-  }
   Position next{pos_.epoch, txn->txid, txn->checksum};
-  for (const auto& [k, v] : chunks.index) batch.Put(store_->chunk_index_, k, v);
-  batch.Put(store_->journal_, key::Journal(id_, txn->txid), EncodeTxn(*txn));
-  batch.Put(store_->meta_, key::PositionKey(id_), EncodePosition(next));
-  rocksdb::Status s = store_->db_->Write(rocksdb::WriteOptions(), &batch);
-  if (!s.ok()) {
-    // The store's state is now uncertain for this volume: refuse further writes.
-    sticky_ = FromRocks(s, "journal: commit txn " + std::to_string(txn->txid) + " of " + name_);
-    return sticky_;
-  }
-  for (const auto& [k, v] : delta.changes()) store_->state_cache_.Update(k, v);
+
+  Store::QueuedCommit commit;
+  commit.state.reserve(delta.changes().size() + 1);
+  for (const auto& [k, v] : delta.changes()) commit.state.emplace_back(k, v);
+  commit.state.emplace_back(key::PositionKey(id_), EncodePosition(next));
+  commit.chunk_index.reserve(chunks.index.size());
+  for (const auto& [k, v] : chunks.index) commit.chunk_index.emplace_back(k, v);
+  commit.journal.emplace_back(key::Journal(id_, txn->txid), EncodeTxn(*txn));
+  auto queued = store_->Enqueue(std::move(commit));
+  if (!queued.ok()) return queued.status().Context("journal: commit txn " + std::to_string(txn->txid) + " of " + name_);
   for (const Op& op : txn->ops) {
     if (const auto* m = std::get_if<op::Mknod>(&op)) {
       uint64_t want = m->ino + 1, cur = next_ino_.load();
@@ -99,12 +90,125 @@ Result<Position> Volume::Commit(Txn* txn, const ChunkWrites& chunks) {
       }
     }
   }
-  store_->commits_.fetch_add(1);
   pos_ = next;
   return pos_;
 }
 
+Result<uint64_t> Store::Enqueue(QueuedCommit commit) {
+  size_t bytes = 0;
+  for (const auto& [k, v] : commit.state) bytes += k.size() + (v ? v->size() : 0);
+  for (const auto& [k, v] : commit.chunk_index) bytes += k.size() + (v ? v->size() : 0);
+  for (const auto& [k, v] : commit.journal) bytes += k.size() + v.size();
+  commit.bytes = bytes;
+  std::unique_lock<std::mutex> lock(queue_mu_);
+  written_cv_.wait(lock, [&] { return queued_bytes_ < kMaxQueuedBytes || !write_error_.ok(); });
+  if (!write_error_.ok()) return write_error_;
+  commit.seq = ++last_seq_;
+  // Visible to reads before the caller can acknowledge it.
+  pending_state_.Add(commit.seq, commit.state);
+  pending_chunks_.Add(commit.seq, commit.chunk_index);
+  queued_bytes_ += commit.bytes;
+  queue_.push_back(std::move(commit));
+  // The writer starts a group when the queue fills; later commits join it.
+  if (queue_.size() == 1 || queued_bytes_ >= kWriteNowBytes) queue_cv_.notify_one();
+  return last_seq_;
+}
+
+Status Store::WaitWritten(uint64_t seq) const {
+  std::unique_lock<std::mutex> lock(queue_mu_);
+  if (written_seq_ >= seq) return Status::Ok();
+  ++waiting_;  // the writer stops gathering
+  queue_cv_.notify_one();
+  written_cv_.wait(lock, [&] { return written_seq_ >= seq || !write_error_.ok(); });
+  --waiting_;
+  return written_seq_ >= seq ? Status::Ok() : write_error_;
+}
+
+Status Store::Drain() const {
+  uint64_t last;
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    last = last_seq_;
+  }
+  return WaitWritten(last);
+}
+
+void Store::WriterLoop() {
+  pthread_setname_np(pthread_self(), "aspfs-writer");
+  DisableRocksPerfCounters();
+  std::unique_lock<std::mutex> lock(queue_mu_);
+  for (;;) {
+    queue_cv_.wait(lock, [&] { return stopping_ || (!queue_.empty() && !held_); });
+    if (queue_.empty()) return;  // stopping, and everything is written
+    // Group commit: one write (one WAL append, one wakeup) for the commits of
+    // a short window, unless someone waits for them or they are many.
+    queue_cv_.wait_for(lock, kGroupCommitWindow,
+                       [&] { return stopping_ || waiting_ > 0 || queued_bytes_ >= kWriteNowBytes; });
+    std::vector<QueuedCommit> commits(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
+    queue_.clear();
+    bool failed_before = !write_error_.ok();
+    lock.unlock();
+    // After a failed write nothing later may be written: the store must stay
+    // at a prefix of its commits.
+    Status written = failed_before ? Status::Ok() : WriteQueued(&commits);
+    lock.lock();
+    for (const QueuedCommit& c : commits) queued_bytes_ -= c.bytes;
+    if (!written.ok()) write_error_ = written;
+    if (write_error_.ok()) written_seq_ = commits.back().seq;
+    written_cv_.notify_all();
+  }
+}
+
+void Store::HoldWritesForTest(bool hold) {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  held_ = hold;
+  queue_cv_.notify_one();
+}
+
+Status Store::WriteQueued(std::vector<QueuedCommit>* commits) {
+  // The group is one WriteBatch, so a key that several of its commits change
+  // is written once, with its last value (the position, usage and parent
+  // directory records change with nearly every commit). Keys go in sorted,
+  // which makes the memtable inserts cheaper.
+  std::map<std::string_view, const std::optional<std::string>*> state;
+  for (const QueuedCommit& c : *commits) {
+    for (const auto& [k, v] : c.state) state[k] = &v;
+  }
+  rocksdb::WriteBatch batch;
+  for (const auto& [k, v] : state) {
+    if (*v) {
+      batch.Put(meta_, AsSlice(k), **v);
+    } else {
+      batch.Delete(meta_, AsSlice(k));
+    }
+  }
+  for (const QueuedCommit& c : *commits) {
+    for (const auto& [k, v] : c.chunk_index) batch.Put(chunk_index_, k, *v);
+    for (const auto& [k, v] : c.journal) batch.Put(journal_, k, v);
+  }
+  rocksdb::Status s = db_->Write(rocksdb::WriteOptions(), &batch);
+  if (!s.ok()) {
+    return FromRocks(s, "store: write commits " + std::to_string(commits->front().seq) + " to " +
+                            std::to_string(commits->back().seq));
+  }
+  // The cache before PendingState lets go: a read finds the value in one of them.
+  for (const QueuedCommit& c : *commits) {
+    for (const auto& [k, v] : c.state) state_cache_.Update(k, v);
+    pending_state_.Written(c.seq, c.state);
+    pending_chunks_.Written(c.seq, c.chunk_index);
+  }
+  return Status::Ok();
+}
+
 Store::~Store() {
+  if (writer_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(queue_mu_);
+      stopping_ = true;
+    }
+    queue_cv_.notify_all();
+    writer_.join();
+  }
   if (db_) {
     for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
     db_->Close().PermitUncheckedError();
@@ -153,6 +257,7 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
   auto chunk_log = ChunkLog::Open(dir + "/chunks");
   if (!chunk_log.ok()) return chunk_log.status();
   store->chunk_log_ = std::move(*chunk_log);
+  store->writer_ = std::thread([raw = store.get()] { raw->WriterLoop(); });
   ASPFS_RETURN_IF_ERROR(store->LoadVolumes());
   return store;
 }
@@ -246,6 +351,7 @@ Status Store::DeleteVolume(const std::string& name) {
   auto it = volumes_.find(name);
   if (it == volumes_.end()) return Error(Code::kNotFound, "no volume named " + name);
   VolumeId id = it->second->id();
+  ASPFS_RETURN_IF_ERROR(Drain());
   rocksdb::WriteBatch batch;
   batch.DeleteRange(meta_, key::VolumePrefix(id), key::VolumeEnd(id));
   batch.DeleteRange(journal_, key::VolumePrefix(id), key::VolumeEnd(id));
@@ -303,11 +409,20 @@ Result<std::vector<VolumeSummary>> Store::ListVolumes() {
 }
 
 Status Store::Sync() {
-  uint64_t needed = commits_.load();
+  uint64_t needed;
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    needed = last_seq_;
+  }
+  ASPFS_RETURN_IF_ERROR(WaitWritten(needed));
   std::lock_guard<std::mutex> lock(sync_mu_);
   if (!sync_error_.ok()) return sync_error_;
-  if (synced_commits_ >= needed) return Status::Ok();  // a sync that began after our commits covered them
-  uint64_t covered = commits_.load();
+  if (synced_seq_ >= needed) return Status::Ok();  // a sync that began after our commits were written covered them
+  uint64_t covered;
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    covered = written_seq_;
+  }
   // Chunk bodies before the WAL that references them.
   Status chunks = chunk_log_->Sync();
   if (!chunks.ok()) {
@@ -319,7 +434,7 @@ Status Store::Sync() {
     sync_error_ = FromRocks(s, "store: sync WAL");
     return sync_error_;
   }
-  synced_commits_ = covered;
+  synced_seq_ = covered;
   return Status::Ok();
 }
 
@@ -339,7 +454,7 @@ Status Store::StageChunks(const std::vector<ChunkData>& chunks, bool in_wal, Chu
   std::vector<ChunkLog::Piece> to_log;
   std::vector<size_t> to_log_keys;
   for (size_t i = 0; i < chunks.size(); ++i) {
-    if (known[i].ok()) continue;
+    if (known[i].ok() || pending_chunks_.Get(keys[i])) continue;
     if (!known[i].IsNotFound()) return FromRocks(known[i], "store: look up chunk");
     if (!staged.insert(keys[i]).second) continue;
     const EncodedChunk& body = bodies.emplace_back(chunks[i].data);
@@ -364,17 +479,27 @@ Status Store::StageChunks(const std::vector<ChunkData>& chunks, bool in_wal, Chu
 Status Store::PutChunk(const ChunkId& id, std::string_view data, bool in_wal) {
   ChunkWrites writes;
   ASPFS_RETURN_IF_ERROR(StageChunks({ChunkData{id, data}}, in_wal, &writes));
-  rocksdb::WriteBatch batch;
-  for (const auto& [k, v] : writes.index) batch.Put(chunk_index_, k, v);
-  commits_.fetch_add(1);
-  return FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "store: index chunk");
+  QueuedCommit commit;
+  for (const auto& [k, v] : writes.index) commit.chunk_index.emplace_back(k, v);
+  auto seq = Enqueue(std::move(commit));
+  if (!seq.ok()) return seq.status();
+  return WaitWritten(*seq);
+}
+
+Result<std::string> Store::ChunkIndexEntry(const ChunkId& id) const {
+  std::string key = id.Bytes();
+  if (auto pending = pending_chunks_.Get(key); pending && *pending) return std::move(**pending);
+  std::string raw;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), chunk_index_, key, &raw);
+  if (s.IsNotFound()) return Error(Code::kCorrupt, "chunk " + id.ToHex() + " is missing");
+  if (!s.ok()) return FromRocks(s, "store: read chunk " + id.ToHex());
+  return raw;
 }
 
 Result<std::string> Store::ReadChunk(const ChunkId& id) const {
-  std::string raw;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), chunk_index_, id.Bytes(), &raw);
-  if (s.IsNotFound()) return Error(Code::kCorrupt, "chunk " + id.ToHex() + " is missing");
-  if (!s.ok()) return FromRocks(s, "store: read chunk " + id.ToHex());
+  auto entry = ChunkIndexEntry(id);
+  if (!entry.ok()) return entry.status();
+  const std::string& raw = *entry;
   auto loc = ChunkLocation::Decode(std::string_view(raw).substr(0, ChunkLocation::kEncodedSize));
   if (!loc.ok()) return loc.status();
   if (loc->file == ChunkLocation::kInIndex) {
@@ -391,6 +516,7 @@ Result<std::string> Store::ReadChunk(const ChunkId& id) const {
 }
 
 Status Store::CorruptChunkForTest(const ChunkId& id) {
+  ASPFS_RETURN_IF_ERROR(Drain());
   std::string raw;
   ASPFS_RETURN_IF_ERROR(FromRocks(db_->Get(rocksdb::ReadOptions(), chunk_index_, id.Bytes(), &raw), "read chunk"));
   auto loc = ChunkLocation::Decode(std::string_view(raw).substr(0, ChunkLocation::kEncodedSize));
@@ -401,12 +527,18 @@ Status Store::CorruptChunkForTest(const ChunkId& id) {
 }
 
 Status Store::WriteStateForTest(const std::string& k, const std::string& value) {
+  ASPFS_RETURN_IF_ERROR(Drain());
   Status s = FromRocks(db_->Put(rocksdb::WriteOptions(), meta_, k, value), "tamper state");
   state_cache_.Invalidate(k);
   return s;
 }
 
 Result<std::optional<std::string>> Store::Get(std::string_view k) const {
+  if (auto pending = pending_state_.Get(k)) return std::move(*pending);
+  return GetStored(k);
+}
+
+Result<std::optional<std::string>> Store::GetStored(std::string_view k) const {
   if (auto hit = state_cache_.Lookup(k)) return std::move(*hit);
   DisableRocksPerfCounters();
   uint64_t snapshot = state_cache_.Snapshot(k);
@@ -423,6 +555,15 @@ Result<std::optional<std::string>> Store::Get(std::string_view k) const {
 }
 
 Status Store::Scan(std::string_view lo, std::string_view hi, const StateReader::ScanFn& fn) const {
+  // Pending changes are taken before the RocksDB iterator: a commit the
+  // writer lets go of in between is then in the iterator.
+  std::vector<KeyChange> pending = pending_state_.Range(lo, hi);
+  if (pending.empty()) return ScanStored(lo, hi, fn);
+  return ScanWithChanges([&](const StateReader::ScanFn& f) { return ScanStored(lo, hi, f); }, pending.begin(),
+                         pending.end(), fn);
+}
+
+Status Store::ScanStored(std::string_view lo, std::string_view hi, const StateReader::ScanFn& fn) const {
   DisableRocksPerfCounters();
   rocksdb::ReadOptions ro;
   rocksdb::Slice upper = AsSlice(hi);
@@ -438,6 +579,7 @@ Status Store::Scan(std::string_view lo, std::string_view hi, const StateReader::
 }
 
 Status Store::ScanJournal(VolumeId vol, uint64_t from, const JournalFn& fn) const {
+  ASPFS_RETURN_IF_ERROR(Drain());
   rocksdb::ReadOptions ro;
   std::string end = key::VolumeEnd(vol);
   rocksdb::Slice upper(end);

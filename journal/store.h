@@ -7,23 +7,32 @@
 //
 // Thread-safety: Store and Volume are safe to use from many threads. A
 // Volume's commits are serialized by its own mutex; reads need no lock.
-// Lock order: Store::volumes_mu_ before Volume::mu_; Store::sync_mu_ is taken
-// alone.
+// Commits are written behind: Volume::Commit applies the txn and hands its
+// writes to the store's writer thread, which writes queued commits in order,
+// several in one WriteBatch (group commit). Until written, a commit's
+// changes live in PendingState, which every read consults first.
+// Lock order: Store::volumes_mu_ before Volume::mu_ before Store::queue_mu_;
+// Store::sync_mu_ is taken alone.
 #pragma once
 
 #include <rocksdb/db.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "journal/chunk_log.h"
 #include "journal/format.h"
+#include "journal/pending_state.h"
 #include "journal/state.h"
 #include "journal/state_cache.h"
 #include "journal/status.h"
@@ -60,9 +69,10 @@ class Volume {
   const std::string& name() const { return name_; }
   Position position() const;
 
-  // Applies txn and writes its journal entry, its state change and the new
-  // position in one WriteBatch (invariant 1). Fills txn's epoch, txid and
-  // checksum. Not durable until Store::Sync().
+  // Applies txn and queues its journal entry, its state change, its chunks'
+  // index entries and the new position for the writer, which writes them in
+  // one WriteBatch (invariant 1). Fills txn's epoch, txid and checksum.
+  // Reads see the txn on return; it is durable after Store::Sync().
   Result<Position> Commit(Txn* txn, const ChunkWrites& chunks = {});
 
   // Inode numbers are chosen here, by the primary, and carried in txns.
@@ -75,7 +85,6 @@ class Volume {
   std::string name_;
   mutable std::mutex mu_;
   Position pos_;       // GUARDED_BY(mu_)
-  Status sticky_;      // GUARDED_BY(mu_): a failed write; refuse further commits
   std::atomic<uint64_t> next_ino_{2};
 };
 
@@ -108,9 +117,12 @@ class Store {
   Result<std::vector<VolumeSummary>> ListVolumes();
   Result<VolumeSummary> Summarize(Volume* vol);
 
-  // Makes every commit before this call durable (WAL fsync). Concurrent
-  // callers share one sync.
+  // Makes every commit before this call durable (waits for the writer, then
+  // a WAL fsync). Concurrent callers share one sync.
   Status Sync();
+  // Waits until every commit before this call is written to RocksDB (not
+  // synced). Fails once a write has failed.
+  Status Drain() const;
 
   // Chunks. A commit stages its chunks first: bodies go to the chunk log (or,
   // small ones with in_wal, into the index entry itself, so that an fsync
@@ -144,14 +156,44 @@ class Store {
   Status CorruptChunkForTest(const ChunkId& id);
   Status WriteStateForTest(const std::string& key, const std::string& value);
   void ForgetCachedStateForTest() { state_cache_.Clear(); }
+  // While held, the writer writes nothing: commits stay in PendingState.
+  // Drain and Sync wait until released.
+  void HoldWritesForTest(bool hold);
+  // Reads RocksDB (through the cache) only, as if PendingState were empty.
+  Result<std::optional<std::string>> GetWrittenForTest(std::string_view key) const { return GetStored(key); }
 
  private:
   friend class Volume;
   static constexpr size_t kStateCacheBytes = 64 << 20;
   // Largest chunk body StageChunks(in_wal) keeps in the index (and the WAL).
   static constexpr size_t kMaxIndexedChunkBody = 16 << 10;
+  // Queued commits, bytes, past which Volume::Commit waits for the writer.
+  static constexpr size_t kMaxQueuedBytes = 64 << 20;
+  // The writer gathers commits this long, or until this many bytes are
+  // queued or someone waits for a write (fsync, Drain).
+  static constexpr std::chrono::milliseconds kGroupCommitWindow{5};
+  static constexpr size_t kWriteNowBytes = 4 << 20;
   Store() : state_reader_(this) {}
   Status LoadVolumes();
+
+  // One commit's writes, queued for the writer.
+  struct QueuedCommit {
+    uint64_t seq = 0;
+    std::vector<KeyChange> state;                              // meta family
+    std::vector<KeyChange> chunk_index;                        // chunk_index family
+    std::vector<std::pair<std::string, std::string>> journal;  // journal family
+    size_t bytes = 0;
+  };
+  // Makes commit visible to reads (PendingState) and queues it; returns its
+  // sequence number. Waits while the queue is over kMaxQueuedBytes.
+  Result<uint64_t> Enqueue(QueuedCommit commit);
+  // Waits until commit seq is written.
+  Status WaitWritten(uint64_t seq) const;
+  void WriterLoop();
+  Status WriteQueued(std::vector<QueuedCommit>* commits);
+  Result<std::optional<std::string>> GetStored(std::string_view key) const;
+  Status ScanStored(std::string_view lo, std::string_view hi, const StateReader::ScanFn& fn) const;
+  Result<std::string> ChunkIndexEntry(const ChunkId& id) const;
 
   std::string dir_;
   std::unique_ptr<rocksdb::DB> db_;
@@ -168,10 +210,25 @@ class Store {
   std::map<std::string, std::unique_ptr<Volume>> volumes_;  // GUARDED_BY(volumes_mu_)
   uint64_t next_volume_id_ = 1;                               // GUARDED_BY(volumes_mu_)
 
-  std::atomic<uint64_t> commits_{0};
+  // Written-behind commits (see the top of this file).
+  PendingState pending_state_;   // meta keys of queued commits
+  PendingState pending_chunks_;  // chunk_index keys of queued commits
+  mutable std::mutex queue_mu_;
+  mutable std::condition_variable queue_cv_;    // the writer waits for work
+  mutable std::condition_variable written_cv_;  // committers wait for room, Drain for writes
+  std::deque<QueuedCommit> queue_;              // GUARDED_BY(queue_mu_)
+  size_t queued_bytes_ = 0;                     // GUARDED_BY(queue_mu_)
+  uint64_t last_seq_ = 0;                       // GUARDED_BY(queue_mu_): last queued
+  uint64_t written_seq_ = 0;                    // GUARDED_BY(queue_mu_): last written
+  Status write_error_;                          // GUARDED_BY(queue_mu_): sticky
+  mutable int waiting_ = 0;                     // GUARDED_BY(queue_mu_): callers in WaitWritten
+  bool stopping_ = false;                       // GUARDED_BY(queue_mu_)
+  bool held_ = false;                           // GUARDED_BY(queue_mu_): HoldWritesForTest
+  std::thread writer_;
+
   std::mutex sync_mu_;
-  uint64_t synced_commits_ = 0;  // GUARDED_BY(sync_mu_)
-  Status sync_error_;            // GUARDED_BY(sync_mu_)
+  uint64_t synced_seq_ = 0;  // GUARDED_BY(sync_mu_)
+  Status sync_error_;        // GUARDED_BY(sync_mu_)
 };
 
 int64_t NowNs();

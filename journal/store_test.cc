@@ -197,5 +197,99 @@ TEST_F(StoreTest, JournalScanReturnsTxnsInOrder) {
   EXPECT_EQ((std::vector<uint64_t>{3, 4, 5, 6}), txids);
 }
 
+TEST_F(StoreTest, CommitsAreReadBeforeTheWriterWritesThem) {
+  Volume* vol = Create("wb");
+  store_->HoldWritesForTest(true);
+  uint64_t f = vol->AllocateInode(), d = vol->AllocateInode();
+  ASSERT_TRUE(Commit(vol, op::Mknod{1, "f", f, kTypeRegular | 0644, 0, 0, 0, ""}).ok());
+  ASSERT_TRUE(Commit(vol, op::Mknod{1, "d", d, kTypeDir | 0755, 0, 0, 0, ""}).ok());
+  ASSERT_TRUE(Commit(vol, op::Rename{1, "f", d, "g", 0}).ok());
+  // apply() of a later commit read the earlier ones' pending state: this one
+  // fails only if it sees "f" gone.
+  EXPECT_EQ(Code::kNotFound, Commit(vol, op::Unlink{1, "f", false}).code());
+
+  std::string moved = key::Dirent(vol->id(), InodeId{d}, "g");
+  EXPECT_TRUE(store_->Get(moved)->has_value());
+  EXPECT_FALSE(store_->GetWrittenForTest(moved)->has_value()) << "the writer was held, yet the commit is in RocksDB";
+  std::vector<std::string> names;
+  std::string root = key::DirentPrefix(vol->id(), InodeId{1});
+  ASSERT_TRUE(store_->Scan(root, key::PrefixEnd(root), [&](std::string_view k, std::string_view) {
+    names.emplace_back(k.substr(root.size()));
+    return true;
+  }).ok());
+  EXPECT_EQ(std::vector<std::string>{"d"}, names);
+
+  store_->HoldWritesForTest(false);
+  ASSERT_TRUE(store_->Drain().ok());
+  store_->ForgetCachedStateForTest();
+  EXPECT_TRUE(store_->GetWrittenForTest(moved)->has_value());
+  Position before = vol->position();
+  ASSERT_TRUE(store_->Sync().ok());
+  Reopen();
+  Volume* again = *store_->FindVolume("wb");
+  EXPECT_EQ(before, again->position());
+  EXPECT_TRUE(store_->VerifyVolume(again).ok());
+}
+
+TEST_F(StoreTest, AGroupWritesTheLastValueOfEveryKey) {
+  Volume* vol = Create("group");
+  uint64_t f = vol->AllocateInode();
+  ASSERT_TRUE(Commit(vol, op::Mknod{1, "f", f, kTypeRegular | 0644, 0, 0, 0, ""}).ok());
+  ASSERT_TRUE(store_->Drain().ok());
+  // One group: the same inode, dirent and xattr keys change many times.
+  store_->HoldWritesForTest(true);
+  for (uint32_t i = 0; i < 40; ++i) {
+    op::SetAttr mode;
+    mode.ino = f;
+    mode.mask = op::kSetMode;
+    mode.mode = 0600 + i % 8;
+    ASSERT_TRUE(Commit(vol, mode).ok());
+    ASSERT_TRUE(Commit(vol, op::Mknod{1, "tmp", vol->AllocateInode(), kTypeRegular | 0644, 0, 0, 0, ""}).ok());
+    ASSERT_TRUE(Commit(vol, op::Unlink{1, "tmp", false}).ok());
+    ASSERT_TRUE(Commit(vol, op::SetXattr{f, "user.n", std::to_string(i), 0}).ok());
+  }
+  ASSERT_TRUE(Commit(vol, op::Mknod{1, "last", vol->AllocateInode(), kTypeRegular | 0644, 0, 0, 0, ""}).ok());
+  std::string inode_key = key::Inode(vol->id(), InodeId{f});
+  std::optional<std::string> inode_pending = *store_->Get(inode_key);
+  store_->HoldWritesForTest(false);
+  ASSERT_TRUE(store_->Drain().ok());
+  store_->ForgetCachedStateForTest();
+  EXPECT_EQ(inode_pending, *store_->GetWrittenForTest(inode_key));
+  EXPECT_EQ(std::optional<std::string>("39"), *store_->GetWrittenForTest(key::Xattr(vol->id(), InodeId{f}, "user.n")));
+  EXPECT_FALSE(store_->GetWrittenForTest(key::Dirent(vol->id(), InodeId{1}, "tmp"))->has_value());
+  EXPECT_TRUE(store_->GetWrittenForTest(key::Dirent(vol->id(), InodeId{1}, "last"))->has_value());
+  // The journal holds every txn of the group, and replaying it gives the stored state.
+  EXPECT_EQ(1u + 1 + 160 + 1, vol->position().txid);  // init, f, the group, last
+  EXPECT_TRUE(store_->VerifyVolume(vol).ok());
+  ASSERT_TRUE(store_->Sync().ok());
+  Reopen();
+  EXPECT_TRUE(store_->VerifyVolume(*store_->FindVolume("group")).ok());
+}
+
+TEST_F(StoreTest, ChunksOfAPendingCommitAreReadAndDeduplicated) {
+  Volume* vol = Create("chunks");
+  std::string body(kBlockSize, 'c');
+  ChunkId id = HashChunk(body);
+  store_->HoldWritesForTest(true);
+  ChunkWrites writes;
+  ASSERT_TRUE(store_->StageChunks({{id, body}}, false, &writes).ok());
+  ASSERT_EQ(1u, writes.index.size());
+  uint64_t f = vol->AllocateInode();
+  Txn txn;
+  txn.time_ns = NowNs();
+  txn.ops = {op::Mknod{1, "f", f, kTypeRegular | 0644, 0, 0, 0, ""}};
+  ASSERT_TRUE(vol->Commit(&txn, writes).ok());
+  auto read = store_->ReadChunk(id);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(body, *read);
+  ChunkWrites again;
+  ASSERT_TRUE(store_->StageChunks({{id, body}}, false, &again).ok());
+  EXPECT_TRUE(again.index.empty()) << "a pending chunk was stored twice";
+  store_->HoldWritesForTest(false);
+  ASSERT_TRUE(store_->Sync().ok());
+  Reopen();
+  EXPECT_EQ(body, *store_->ReadChunk(id));
+}
+
 }  // namespace
 }  // namespace aspfs

@@ -191,4 +191,14 @@ void WriteFile(const std::string& path, const std::string& data) {
   out << data;
 }
 
+void WriteFileDurably(const std::string& path, const std::string& data) {
+  WriteFile(path, data);
+  for (const std::string& p : {path, std::filesystem::path(path).parent_path().string()}) {
+    int fd = open(p.c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0) << p;
+    EXPECT_EQ(0, fsync(fd)) << p;
+    close(fd);
+  }
+}
+
 }  // namespace aspfs::testing

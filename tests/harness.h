@@ -68,5 +68,7 @@ std::string BinDir();
 // Reads a whole file; "" when absent.
 std::string ReadFile(const std::string& path);
 void WriteFile(const std::string& path, const std::string& data);
+// WriteFile, then fsync of the file and of its directory: durable.
+void WriteFileDurably(const std::string& path, const std::string& data);
 
 }  // namespace aspfs::testing
