@@ -59,6 +59,11 @@ void OpInit(void*, fuse_conn_info* conn) {
   // The kernel clears setuid/setgid on write, truncate and chown and sends us
   // the new mode; we do not claim to do it ourselves.
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+  // One writer per volume: cached pages go stale only through this mount,
+  // and the kernel updates them itself, so a read need not ask for fresh
+  // attributes first (auto_inval_data costs a FUSE_GETATTR per read after
+  // each write).
+  conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
   // POSIX ACLs, as ext4: the kernel enforces access ACLs (read with getxattr
   // and cached) and parses every ACL it is given, but leaves to us what
   // ext4 does inside the file system: keeping the mode and the access ACL in

@@ -418,14 +418,22 @@ Result<std::string> VolumeFs::Read(uint64_t ino, uint64_t offset, size_t size) {
 }
 
 Result<std::vector<std::string>> VolumeFs::ReadParts(uint64_t ino, uint64_t offset, size_t size) {
-  ASPFS_RETURN_IF_ERROR(Flush(ino));
+  // Buffered writes are read where they wait, not committed first: a loop of
+  // small writes and reads would otherwise commit at every read.
+  std::unique_lock<std::mutex> inode_lock;
+  const PendingWrite* pending = nullptr;
+  if (buffered_bytes_.load() != 0 && FindPending(ino)) {
+    inode_lock = std::unique_lock<std::mutex>(InodeLock(ino));
+    pending = FindPending(ino);  // a flush may have come first
+  }
   auto rec = LoadInode(ino);
   if (!rec.ok()) return rec.status();
   if (IsDir(rec->mode)) return Error(Code::kIsDir, "is a directory");
   std::vector<std::string> parts;
-  if (offset >= rec->size) return parts;
-  size = static_cast<size_t>(std::min<uint64_t>(size, rec->size - offset));
-  if (!rec->inline_data.empty()) {
+  const uint64_t file_size = pending ? pending->size : rec->size;
+  if (offset >= file_size) return parts;
+  size = static_cast<size_t>(std::min<uint64_t>(size, file_size - offset));
+  if (!pending && !rec->inline_data.empty()) {  // a pending write holds inline data as block 0
     std::string out(size, '\0');
     if (offset < rec->inline_data.size()) {
       size_t n = std::min<size_t>(size, rec->inline_data.size() - offset);
@@ -437,26 +445,40 @@ Result<std::vector<std::string>> VolumeFs::ReadParts(uint64_t ino, uint64_t offs
   const uint64_t end = offset + size;
   for (uint64_t b = offset / kBlockSize; b <= (end - 1) / kBlockSize; ++b) {
     const uint64_t bstart = b * kBlockSize;
-    const uint64_t lo = std::max(offset, bstart), hi = std::min(end, bstart + kBlockSize);
+    const uint64_t lo = std::max(offset, bstart) - bstart, hi = std::min(end, bstart + kBlockSize) - bstart;
+    // Bytes [lo, hi) of a block's content; past its end, zeros.
+    auto slice = [&](std::string_view content) {
+      std::string part(content.substr(std::min<size_t>(lo, content.size()), hi - lo));
+      part.resize(hi - lo, '\0');
+      parts.push_back(std::move(part));
+    };
+    const std::map<uint32_t, std::string>* pages = nullptr;
+    if (pending) {
+      if (auto it = pending->blocks.find(b); it != pending->blocks.end()) {
+        slice(it->second);
+        continue;
+      }
+      if (auto it = pending->pages.find(b); it != pending->pages.end()) pages = &it->second;
+    }
     // Point lookups (bloom-filtered for holes) beat an iterator for the few
     // blocks one read spans.
     auto raw = store_->Get(key::Extent(vol_->id(), InodeId{ino}, b));
     if (!raw.ok()) return raw.status();
-    if (!*raw) {
-      parts.emplace_back(hi - lo, '\0');
+    std::string content;
+    if (*raw) {
+      auto ext = ExtentRecord::Decode(**raw);
+      if (!ext.ok()) return ext.status();
+      // Buffered pages go over the whole block; otherwise only the range is fetched.
+      auto data = pages ? AssembleBlock(*ext, 0, kBlockSize) : AssembleBlock(*ext, lo, hi);
+      if (!data.ok()) return data.status().Context("read inode " + std::to_string(ino));
+      content = std::move(*data);
+    }
+    if (pages) OverlayPages(*pages, &content);
+    if (lo == 0 && content.size() == hi) {
+      parts.push_back(std::move(content));  // the whole block: handed over, not copied
       continue;
     }
-    auto ext = ExtentRecord::Decode(**raw);
-    if (!ext.ok()) return ext.status();
-    auto data = AssembleBlock(*ext, lo - bstart, hi - bstart);
-    if (!data.ok()) return data.status().Context("read inode " + std::to_string(ino));
-    if (lo == bstart && data->size() == hi - lo) {
-      parts.push_back(std::move(*data));  // the whole block: handed over, not copied
-      continue;
-    }
-    std::string part = lo - bstart < data->size() ? data->substr(lo - bstart, hi - lo) : std::string();
-    part.resize(hi - lo, '\0');  // past the block's data: zeros
-    parts.push_back(std::move(part));
+    slice(content);
   }
   return parts;
 }

@@ -73,12 +73,46 @@ TEST_F(VolumeFsTest, BlockWritesAreBufferedAndCommittedTogether) {
   }
   EXPECT_EQ(0, CountOps("set_blocks"));  // nothing committed yet
   EXPECT_GT(fs_->buffered_bytes(), 0u);
-  // A read sees the buffered data (it commits first).
+  // A read sees the buffered data where it waits, without committing it.
   auto data = fs_->Read(ino, 0, 1 << 20);
   ASSERT_TRUE(data.ok());
-  EXPECT_EQ(expect.substr(0, data->size()), *data);
+  expect.resize(data->size());
+  EXPECT_TRUE(expect == *data);
+  EXPECT_EQ(0, CountOps("set_blocks"));
+  ASSERT_TRUE(fs_->Flush(ino).ok());
   EXPECT_EQ(1, CountOps("set_blocks"));
   EXPECT_EQ(0u, fs_->buffered_bytes());
+  EXPECT_TRUE(expect == *fs_->Read(ino, 0, 1 << 20));
+  EXPECT_TRUE(store_->VerifyVolume(vol_).ok());
+}
+
+TEST_F(VolumeFsTest, ReadsLayBufferedPagesAndGrowthOverTheCommittedFile) {
+  uint64_t ino = Create("f");
+  std::string expect(3 * kBlockSize + 100, 'c');
+  ASSERT_TRUE(fs_->Write(ino, 0, expect).ok());
+  ASSERT_TRUE(fs_->Fsync(ino).ok());
+  int commits = CountOps("set_blocks");
+  // Whole pages into committed blocks (buffered as page patches) and an
+  // append past the committed end.
+  std::string page(kPageSize, 'p'), tail(5000, 't');
+  for (uint64_t off : {uint64_t{kPageSize}, 2 * kBlockSize - kPageSize, 2 * kBlockSize + 3 * kPageSize}) {
+    ASSERT_TRUE(fs_->Write(ino, off, page).ok());
+    expect.replace(off, kPageSize, page);
+  }
+  ASSERT_TRUE(fs_->Write(ino, expect.size() + 1000, tail).ok());
+  expect += std::string(1000, '\0') + tail;
+  EXPECT_GT(fs_->buffered_bytes(), 0u);
+  for (auto [off, len] : std::vector<std::pair<uint64_t, size_t>>{
+           {0, 1 << 20}, {kPageSize - 10, 20}, {2 * kBlockSize - 5000, 9000}, {3 * kBlockSize, 7000}}) {
+    auto data = fs_->Read(ino, off, len);
+    ASSERT_TRUE(data.ok());
+    EXPECT_TRUE(expect.substr(off, len) == *data) << "read at " << off;
+  }
+  EXPECT_EQ(commits, CountOps("set_blocks"));  // nothing committed by the reads
+  auto attr = fs_->GetAttr(ino);
+  ASSERT_TRUE(attr.ok());
+  EXPECT_EQ(static_cast<off_t>(expect.size()), attr->st_size);
+  EXPECT_TRUE(expect == *fs_->Read(ino, 0, 1 << 20));
   EXPECT_TRUE(store_->VerifyVolume(vol_).ok());
 }
 
@@ -147,7 +181,7 @@ TEST_F(VolumeFsTest, WholePageWritesBecomePagePatchesUntilTheBlockIsRewritten) {
   ASSERT_TRUE(fs_->Truncate(ino, 100).ok());
   ASSERT_TRUE(fs_->Truncate(ino, 3 * kPageSize).ok());
   expect = expect.substr(0, 100) + std::string(3 * kPageSize - 100, '\0');
-  EXPECT_EQ(expect, *fs_->Read(ino, 0, 1 << 20));
+  EXPECT_TRUE(expect == *fs_->Read(ino, 0, 1 << 20));
   EXPECT_TRUE(store_->VerifyVolume(vol_).ok());
 }
 
