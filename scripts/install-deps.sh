@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages ASPFS builds and tests with. Idempotent.
 set -euo pipefail
 packages=(
-  g++ cmake make pkg-config git tar xz-utils procps
+  g++ cmake make pkg-config git tar xz-utils procps stress-ng
   libfuse3-dev fuse3
   librocksdb-dev
   capnproto libcapnp-dev

@@ -2,7 +2,8 @@
 // an OS tree and compare it with its source, byte for byte and attribute for
 // attribute (warm and after a daemon restart), then du, find, tar it up again and
 // rm -rf; a git repository's life (init, commit, gc, fsck, clone); a small C
-// build with make and cc, and the binary run from the mount.
+// build with make and cc, and the binary run from the mount; stress-ng's file
+// system stressors, which check what they read back (--verify).
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -429,6 +430,26 @@ TEST_F(WorkloadTest, MakeAndCc) {
   EXPECT_EQ(0, Sh(Quote(make) + " -q -C " + Quote(dir)).exit_code) << "make thinks the build is stale after a remount";
   MustSh(Quote(make) + " -s -C " + Quote(dir) + " clean");
   EXPECT_EQ("Makefile\nmain.c\nutil.c\nutil.h\nword.c\n", MustSh("ls " + Quote(dir)));
+}
+
+// stress-ng's file system stressors, each on its own for a short while, with
+// --verify: they check data, names, links, locks and attributes they read
+// back, and any mismatch or unexpected errno fails the run.
+TEST_F(WorkloadTest, StressNgFileSystemStressorsVerify) {
+  const std::string stress = Which("stress-ng");
+  if (stress.empty()) GTEST_SKIP() << "stress-ng is not installed";
+  const std::vector<std::string> stressors = {
+      "access", "chmod",    "chown", "copy-file", "dentry", "dir",   "dirdeep", "dirmany", "dup",
+      "fallocate", "fcntl", "filename", "flock", "fpunch",  "fsize", "fstat",   "getdent", "hdd",
+      "io",     "iomix",    "link",  "lockf",     "lockofd", "mknod", "mmap",   "open",    "rename",
+      "symlink", "sync-file", "touch", "utime",   "xattr"};
+  for (const std::string& name : stressors) {
+    CliResult r = RunCommand({stress, "--temp-path", mnt_, "--verify", "--timeout", "2s", "--" + name, "1"});
+    EXPECT_EQ(0, r.exit_code) << "stress-ng --" << name << ": " << Describe(r);
+    EXPECT_NE(std::string::npos, r.err.find("successful run")) << "stress-ng --" << name << ": " << Describe(r);
+  }
+  // Each stressor removes what it made.
+  EXPECT_EQ("", MustSh("ls -A " + Quote(mnt_)));
 }
 
 }  // namespace
