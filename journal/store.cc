@@ -139,24 +139,32 @@ void Store::WriterLoop() {
   std::unique_lock<std::mutex> lock(queue_mu_);
   for (;;) {
     queue_cv_.wait(lock, [&] { return stopping_ || (!queue_.empty() && !held_); });
-    if (queue_.empty()) return;  // stopping, and everything is written
+    if (queue_.empty() && !writing_) return;  // stopping, and everything is written
     // Group commit: one write (one WAL append, one wakeup) for the commits of
     // a short window, unless someone waits for them or they are many.
     queue_cv_.wait_for(lock, kGroupCommitWindow,
                        [&] { return stopping_ || waiting_ > 0 || queued_bytes_ >= kWriteNowBytes; });
-    std::vector<QueuedCommit> commits(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
-    queue_.clear();
-    bool failed_before = !write_error_.ok();
-    lock.unlock();
-    // After a failed write nothing later may be written: the store must stay
-    // at a prefix of its commits.
-    Status written = failed_before ? Status::Ok() : WriteQueued(&commits);
-    lock.lock();
-    for (const QueuedCommit& c : commits) queued_bytes_ -= c.bytes;
-    if (!written.ok()) write_error_ = written;
-    if (write_error_.ok()) written_seq_ = commits.back().seq;
-    written_cv_.notify_all();
+    // A Sync may be writing a group itself; the next group waits for it.
+    written_cv_.wait(lock, [&] { return !writing_; });
+    if (!queue_.empty()) WriteGroup(lock);
   }
+}
+
+void Store::WriteGroup(std::unique_lock<std::mutex>& lock) {
+  writing_ = true;
+  std::vector<QueuedCommit> commits(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
+  queue_.clear();
+  bool failed_before = !write_error_.ok();
+  lock.unlock();
+  // After a failed write nothing later may be written: the store must stay
+  // at a prefix of its commits.
+  Status written = failed_before ? Status::Ok() : WriteQueued(&commits);
+  lock.lock();
+  for (const QueuedCommit& c : commits) queued_bytes_ -= c.bytes;
+  if (!written.ok()) write_error_ = written;
+  if (write_error_.ok()) written_seq_ = commits.back().seq;
+  writing_ = false;
+  written_cv_.notify_all();
 }
 
 void Store::HoldWritesForTest(bool hold) {
@@ -411,8 +419,11 @@ Result<std::vector<VolumeSummary>> Store::ListVolumes() {
 Status Store::Sync() {
   uint64_t needed;
   {
-    std::lock_guard<std::mutex> lock(queue_mu_);
+    std::unique_lock<std::mutex> lock(queue_mu_);
     needed = last_seq_;
+    // The caller waits anyway: it writes the queue itself rather than wake
+    // the writer and wait for it (two thread switches per fsync).
+    if (!writing_ && !held_ && !queue_.empty()) WriteGroup(lock);
   }
   ASPFS_RETURN_IF_ERROR(WaitWritten(needed));
   std::lock_guard<std::mutex> lock(sync_mu_);

@@ -190,6 +190,9 @@ class Store {
   // Waits until commit seq is written.
   Status WaitWritten(uint64_t seq) const;
   void WriterLoop();
+  // Takes the whole queue and writes it as one group, unlocking meanwhile.
+  // REQUIRES(queue_mu_ held by lock, !writing_)
+  void WriteGroup(std::unique_lock<std::mutex>& lock);
   Status WriteQueued(std::vector<QueuedCommit>* commits);
   Result<std::optional<std::string>> GetStored(std::string_view key) const;
   Status ScanStored(std::string_view lo, std::string_view hi, const StateReader::ScanFn& fn) const;
@@ -222,6 +225,7 @@ class Store {
   uint64_t written_seq_ = 0;                    // GUARDED_BY(queue_mu_): last written
   Status write_error_;                          // GUARDED_BY(queue_mu_): sticky
   mutable int waiting_ = 0;                     // GUARDED_BY(queue_mu_): callers in WaitWritten
+  bool writing_ = false;                        // GUARDED_BY(queue_mu_): a group is being written
   bool stopping_ = false;                       // GUARDED_BY(queue_mu_)
   bool held_ = false;                           // GUARDED_BY(queue_mu_): HoldWritesForTest
   std::thread writer_;

@@ -291,5 +291,44 @@ TEST_F(StoreTest, ChunksOfAPendingCommitAreReadAndDeduplicated) {
   EXPECT_EQ(body, *store_->ReadChunk(id));
 }
 
+TEST_F(StoreTest, ConcurrentCommitsAndSyncsLeaveEveryVolumeAtItsLastCommit) {
+  // Committers, fsyncs (which write groups themselves) and the writer thread
+  // all write groups; any two written out of order or at once would leave a
+  // volume's stored position or state off its journal.
+  constexpr int kVolumes = 4, kFiles = 150;
+  std::vector<Volume*> vols;
+  for (int v = 0; v < kVolumes; ++v) vols.push_back(Create("c" + std::to_string(v)));
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> threads;
+  for (int v = 0; v < kVolumes; ++v) {
+    threads.emplace_back([&, vol = vols[v]] {
+      for (int i = 0; i < kFiles; ++i) {
+        std::string name = "f" + std::to_string(i);
+        bool ok = Commit(vol, op::Mknod{1, name, vol->AllocateInode(), kTypeRegular | 0644, 0, 0, 0, ""}).ok() &&
+                  Commit(vol, op::Rename{1, name, 1, "r" + name, 0}).ok() &&
+                  (i % 3 != 0 || Commit(vol, op::Unlink{1, "r" + name, false}).ok()) &&
+                  (i % 25 != 0 || store_->Sync().ok());
+        if (!ok) failed = true;
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    for (int i = 0; i < 50; ++i) {
+      if (!store_->Drain().ok()) failed = true;
+    }
+  });
+  for (auto& t : threads) t.join();
+  ASSERT_FALSE(failed);
+  std::vector<Position> positions;
+  for (Volume* vol : vols) positions.push_back(vol->position());
+  ASSERT_TRUE(store_->Sync().ok());
+  Reopen();
+  for (int v = 0; v < kVolumes; ++v) {
+    Volume* again = *store_->FindVolume("c" + std::to_string(v));
+    EXPECT_EQ(positions[v], again->position());
+    EXPECT_TRUE(store_->VerifyVolume(again).ok());
+  }
+}
+
 }  // namespace
 }  // namespace aspfs
