@@ -406,7 +406,7 @@ class Applier {
   Status AddEntry(uint64_t parent_ino, InodeRecord* parent, const std::string& name, uint64_t ino, uint32_t type) {
     DirentRecord entry{ino, type, parent->next_cookie++};
     ASPFS_RETURN_IF_ERROR(delta_->Put(key::Dirent(vol_, InodeId{parent_ino}, name), entry.Encode()));
-    ASPFS_RETURN_IF_ERROR(delta_->Put(key::Cookie(vol_, InodeId{parent_ino}, entry.cookie), name));
+    ASPFS_RETURN_IF_ERROR(delta_->PutAbsent(key::Cookie(vol_, InodeId{parent_ino}, entry.cookie), name));
     parent->entries += 1;
     if (type == kTypeDir) parent->nlink += 1;
     parent->mtime_ns = parent->ctime_ns = now_;

@@ -48,6 +48,14 @@ Status StateDelta::Put(const std::string& key, std::string value) {
   return Status::Ok();
 }
 
+Status StateDelta::PutAbsent(const std::string& key, std::string value) {
+  if (changes_.count(key)) return Put(key, std::move(value));  // this delta has a value to replace
+  if (!key::IsStateKey(key)) return Error(Code::kInvalid, "write outside volume state");
+  checksum_ ^= EntryHash(key, value);
+  changes_[key] = std::move(value);
+  return Status::Ok();
+}
+
 Status StateDelta::Delete(const std::string& key) {
   if (!key::IsStateKey(key)) return Error(Code::kInvalid, "write outside volume state");
   auto old = Get(key);

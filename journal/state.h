@@ -77,6 +77,10 @@ class StateDelta final : public StateReader {
 
   // Only state keys (key::IsStateKey) may be written through a delta.
   Status Put(const std::string& key, std::string value);
+  // Put of a key the caller knows the base lacks (a readdir cookie from its
+  // directory's counter, which only grows): the base is not read for the old
+  // value, which for such keys is a certain miss down to RocksDB.
+  Status PutAbsent(const std::string& key, std::string value);
   Status Delete(const std::string& key);
 
   uint64_t checksum() const { return checksum_; }
