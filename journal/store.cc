@@ -200,8 +200,8 @@ Status Store::WriteQueued(std::vector<QueuedCommit>* commits) {
                             std::to_string(commits->back().seq));
   }
   // The cache before PendingState lets go: a read finds the value in one of them.
+  for (const auto& [k, v] : state) state_cache_.Update(k, *v);
   for (const QueuedCommit& c : *commits) {
-    for (const auto& [k, v] : c.state) state_cache_.Update(k, v);
     pending_state_.Written(c.seq, c.state);
     pending_chunks_.Written(c.seq, c.chunk_index);
   }
