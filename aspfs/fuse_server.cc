@@ -4,6 +4,8 @@
 #include <fuse_lowlevel.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "aspfs/errno.h"
+#include "aspfs/fuse_wire.h"
 
 namespace aspfs {
 namespace {
@@ -40,12 +43,55 @@ void ReplyEntry(fuse_req_t req, const Result<struct stat>& st) {
   if (fuse_reply_entry(req, &e) != 0) Fs(req)->Forget(st->st_ino, 1);
 }
 
+// FUSE_HANDLE_KILLPRIV_V2 through libfuse's custom I/O (libfuse 3.14 cannot
+// negotiate it): the read hook notes the kernel's offer in INIT and the
+// "clear setuid/setgid" flag of each request, the writev hook adds the flag
+// to our INIT reply. With it the kernel no longer asks for
+// security.capability before every write (it marks inodes S_NOSEC), and
+// clearing setuid/setgid on write, truncate and chown is ours. libfuse hands
+// a request to a handler on the thread that read it, so the flag is kept
+// per thread.
+thread_local bool t_kill_suidgid = false;
+
+ssize_t ReadRequest(int fd, void* buf, size_t len, void* userdata) {
+  ssize_t n = read(fd, buf, len);
+  if (n <= 0) return n;
+  int saved = errno;
+  fuse_wire::Request r = fuse_wire::Parse(buf, static_cast<size_t>(n));
+  t_kill_suidgid = r.kill_suidgid;
+  if (r.is_init && r.offers_killpriv_v2) static_cast<FuseServer*>(userdata)->init_unique_ = r.unique;
+  errno = saved;
+  return n;
+}
+
+ssize_t WriteReply(int fd, struct iovec* iov, int count, void* userdata) {
+  auto* server = static_cast<FuseServer*>(userdata);
+  uint64_t init = server->init_unique_.load();
+  if (init != 0) {
+    if (auto init_out = fuse_wire::InitReplyWithKillPrivV2(iov, count, init)) {
+      std::vector<struct iovec> patched(iov, iov + count);
+      patched[1] = {init_out->data(), init_out->size()};
+      server->init_unique_ = 0;
+      ssize_t n = writev(fd, patched.data(), count);
+      if (n >= 0) server->killpriv_v2_ = true;
+      return n;
+    }
+  }
+  return writev(fd, iov, count);
+}
+
+std::vector<uint32_t> GroupsOf(fuse_req_t req);
+
+// Whether the kernel asked this request to clear setuid/setgid.
+bool KillSuidSgid(fuse_req_t req) { return Server(req)->kills_privileges() && t_kill_suidgid; }
+
 Caller CallerOf(fuse_req_t req) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
   Caller caller;
   caller.uid = static_cast<uint32_t>(ctx->uid);
   caller.gid = static_cast<uint32_t>(ctx->gid);
   caller.umask = static_cast<uint32_t>(ctx->umask);  // sent with mknod, mkdir and create
+  caller.load_groups = [req] { return GroupsOf(req); };
   return caller;
 }
 
@@ -112,7 +158,12 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   // ftruncate(2) (a size change through an open file) marks mtime even when
   // the size stays, as Linux does; the kernel does not always ask for it.
   if (fi && (to_set & FUSE_SET_ATTR_SIZE) && !(to_set & FUSE_SET_ATTR_MTIME)) to_set |= FUSE_SET_ATTR_MTIME_NOW;
-  auto st = Fs(req)->SetAttr(ino, *attr, to_set);
+  // Ours to clear, with KILLPRIV_V2: on chown of a non-directory always (as
+  // Linux does, root included), on truncate when the kernel says so.
+  Caller caller = CallerOf(req);
+  bool chown = Server(req)->kills_privileges() && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID));
+  caller.fsetid = chown && caller.uid == 0;
+  auto st = Fs(req)->SetAttr(ino, *attr, to_set, KillSuidSgid(req) || chown, caller);
   if (!st.ok()) return ReplyError(req, st.status());
   fuse_reply_attr(req, &*st, Server(req)->options().attr_timeout);
 }
@@ -159,8 +210,13 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (fi->flags & O_TRUNC) {
     // The kernel leaves the truncate to us (atomic O_TRUNC).
-    Status s = Fs(req)->TruncateOnOpen(ino, CallerOf(req));
-    if (!s.ok()) return ReplyError(req, s);
+    // Without KILLPRIV_V2 the kernel gives no sign: root stands in for CAP_FSETID.
+    Caller caller = CallerOf(req);
+    bool kill = Server(req)->kills_privileges() ? KillSuidSgid(req) : caller.uid != 0;
+    auto killed = Fs(req)->TruncateOnOpen(ino, kill, caller);
+    if (!killed.ok()) return ReplyError(req, killed.status());
+    // An open's reply carries no attributes; the kernel would keep the old mode.
+    if (*killed) Server(req)->InvalidateAttributes(ino);
   }
   fi->keep_cache = 1;  // one writer per volume: cached pages stay valid
   fuse_reply_open(req, fi);
@@ -184,6 +240,13 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
 }
 
 void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info*) {
+  if (KillSuidSgid(req)) {
+    auto killed = Fs(req)->KillSuidSgid(ino, CallerOf(req));
+    if (!killed.ok()) return ReplyError(req, killed.status());
+    // The kernel has just cached the old mode (from the reply to its own
+    // ctime-only SETATTR), and a write does not make it ask again.
+    if (*killed) Server(req)->InvalidateAttributes(ino);
+  }
   auto written = Fs(req)->Write(ino, off, std::string_view(buf, size));
   if (!written.ok()) return ReplyError(req, written.status());
   fuse_reply_write(req, *written);
@@ -378,6 +441,15 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Start(std::unique_ptr<VolumeFs> 
     server->session_ = nullptr;
     return Error(Code::kIo, "cannot mount FUSE at " + dir);
   }
+  fuse_custom_io io = {};
+  io.read = ReadRequest;
+  io.writev = WriteReply;
+  if (fuse_session_custom_io(server->session_, &io, fuse_session_fd(server->session_)) != 0) {
+    fuse_session_unmount(server->session_);
+    fuse_session_destroy(server->session_);
+    server->session_ = nullptr;
+    return Error(Code::kIo, "cannot set up FUSE I/O for " + dir);
+  }
   fuse_session* se = server->session_;
   server->loop_ = std::thread([se] {
     fuse_loop_config* config = fuse_loop_cfg_create();
@@ -387,6 +459,11 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Start(std::unique_ptr<VolumeFs> 
     fuse_loop_cfg_destroy(config);
   });
   return server;
+}
+
+void FuseServer::InvalidateAttributes(uint64_t ino) {
+  // Attributes only (negative offset): no page cache, no inode lock taken.
+  fuse_lowlevel_notify_inval_inode(session_, ino, -1, 0);
 }
 
 Status FuseServer::Stop(bool lazy) {

@@ -3,6 +3,8 @@
 // VolumeFs, sends exactly one reply per request.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
@@ -31,6 +33,14 @@ class FuseServer {
   const std::string& dir() const { return dir_; }
   VolumeFs* fs() const { return fs_.get(); }
   const FuseOptions& options() const { return options_; }
+  // Makes the kernel drop its cached attributes of ino (a change it did not
+  // ask for, so no reply carries it).
+  void InvalidateAttributes(uint64_t ino);
+  // The kernel left setuid/setgid clearing to us (FUSE_HANDLE_KILLPRIV_V2).
+  bool kills_privileges() const { return killpriv_v2_.load(); }
+  // libfuse's custom I/O hooks (see fuse_server.cc).
+  std::atomic<uint64_t> init_unique_{0};  // the INIT request, while its reply is due
+  std::atomic<bool> killpriv_v2_{false};
 
  private:
   FuseServer() = default;

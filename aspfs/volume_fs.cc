@@ -33,6 +33,20 @@ void OverlayPages(const std::map<uint32_t, std::string>& pages, std::string* con
   }
 }
 
+// What write, truncate and chown by a caller without CAP_FSETID leave of a
+// regular file's mode (setattr_should_drop_suidgid): no set-user-ID; no
+// set-group-ID when group-executable, nor when the caller is outside the
+// file's group (without group exec the bit marks mandatory locking).
+uint32_t WithoutSuidSgid(const InodeRecord& rec, const Caller& caller) {
+  uint32_t mode = rec.mode & 07777;
+  if (!IsRegular(rec.mode)) return mode;
+  uint32_t out = mode & ~uint32_t{S_ISUID};
+  if ((mode & S_ISGID) && ((mode & S_IXGRP) || (!caller.fsetid && !caller.InGroup(rec.gid)))) {
+    out &= ~uint32_t{S_ISGID};
+  }
+  return out;
+}
+
 void SetTime(struct timespec* ts, int64_t ns) {
   ts->tv_sec = ns / 1000000000;
   ts->tv_nsec = ns % 1000000000;
@@ -51,7 +65,12 @@ bool AllZero(const std::string& s) {
 }  // namespace
 
 bool Caller::InGroup(uint32_t g) const {
-  return gid == g || std::find(groups.begin(), groups.end(), g) != groups.end();
+  if (gid == g) return true;
+  if (groups.empty() && load_groups) {
+    auto loaded = load_groups();
+    return std::find(loaded.begin(), loaded.end(), g) != loaded.end();
+  }
+  return std::find(groups.begin(), groups.end(), g) != groups.end();
 }
 
 Result<InodeRecord> VolumeFs::LoadInode(uint64_t ino) const {
@@ -195,7 +214,8 @@ Result<struct stat> VolumeFs::GetAttr(uint64_t ino) {
   return ToStat(ino, *rec);
 }
 
-Result<struct stat> VolumeFs::SetAttr(uint64_t ino, const struct stat& attr, int to_set) {
+Result<struct stat> VolumeFs::SetAttr(uint64_t ino, const struct stat& attr, int to_set, bool kill_suidgid,
+                                      const Caller& caller) {
   std::lock_guard<std::mutex> inode_lock(InodeLock(ino));
   ASPFS_RETURN_IF_ERROR(FlushLocked(ino));
   int64_t now = NowNs();
@@ -204,6 +224,15 @@ Result<struct stat> VolumeFs::SetAttr(uint64_t ino, const struct stat& attr, int
   if (to_set & kSetMode) {
     o.mask |= op::kSetMode;
     o.mode = attr.st_mode & 07777;
+  } else if (kill_suidgid) {
+    auto rec = LoadInode(ino);
+    if (!rec.ok()) return rec.status();
+    uint32_t mode = rec->mode & 07777;
+    if (WithoutSuidSgid(*rec, caller) != mode) {
+      o.mask |= op::kSetMode;
+      o.mode = WithoutSuidSgid(*rec, caller);
+      to_set |= kSetMode;  // and the access ACL follows, as for chmod
+    }
   }
   if (to_set & kSetUid) {
     o.mask |= op::kSetUid;
@@ -339,7 +368,7 @@ Status VolumeFs::Truncate(uint64_t ino, uint64_t size) {
   return SetAttr(ino, attr, kSetSize).status();
 }
 
-Status VolumeFs::TruncateOnOpen(uint64_t ino, const Caller& caller) {
+Result<bool> VolumeFs::TruncateOnOpen(uint64_t ino, bool kill_suidgid, const Caller& caller) {
   std::lock_guard<std::mutex> inode_lock(InodeLock(ino));
   DropPending(ino);  // about to be cut away
   auto rec = LoadInode(ino);
@@ -350,13 +379,27 @@ Status VolumeFs::TruncateOnOpen(uint64_t ino, const Caller& caller) {
   o.size = 0;
   o.mtime_ns = NowNs();
   uint32_t mode = rec->mode & 07777;
-  uint32_t killed = mode & ~S_ISUID;
-  if (mode & S_IXGRP) killed &= ~S_ISGID;
-  if (caller.uid != 0 && killed != mode) {
+  bool killed = kill_suidgid && WithoutSuidSgid(*rec, caller) != mode;
+  if (killed) {
     o.mask |= op::kSetMode;
-    o.mode = killed;
+    o.mode = WithoutSuidSgid(*rec, caller);
   }
-  return Commit(o).status();
+  ASPFS_RETURN_IF_ERROR(Commit(o).status());
+  return killed;
+}
+
+Result<bool> VolumeFs::KillSuidSgid(uint64_t ino, const Caller& caller) {
+  auto rec = LoadInode(ino);
+  if (!rec.ok()) return rec.status();
+  uint32_t mode = rec->mode & 07777;
+  if (WithoutSuidSgid(*rec, caller) == mode) return false;
+  op::SetAttr o;
+  o.ino = ino;
+  o.mask = op::kSetMode | op::kSetCtime;
+  o.mode = WithoutSuidSgid(*rec, caller);
+  o.ctime_ns = NowNs();
+  ASPFS_RETURN_IF_ERROR(Commit(o).status());
+  return true;
 }
 
 bool VolumeFs::HasBlocks(const InodeRecord& rec) {

@@ -33,8 +33,13 @@ struct Caller {
   // to a new inode unless its parent directory has a default ACL.
   uint32_t umask = 0;
   // Supplementary groups: filled in only where a decision needs them
-  // (setxattr of an access ACL by a caller other than root).
+  // (setxattr of an access ACL by a caller other than root), or loaded on
+  // first use through load_groups (set-group-ID clearing, rarely needed).
   std::vector<uint32_t> groups;
+  std::function<std::vector<uint32_t>()> load_groups;
+  // Holds CAP_FSETID: keeps a set-group-ID bit without group exec on chown
+  // (the kernel says nothing there; root stands in for it).
+  bool fsetid = false;
 
   bool InGroup(uint32_t g) const;
 };
@@ -65,7 +70,11 @@ class VolumeFs {
   Result<struct stat> GetAttr(uint64_t ino);
   // to_set: a mask of kSet* below. A mode change rewrites the access ACL's
   // USER_OBJ, MASK (or GROUP_OBJ) and OTHER in the same txn (posix_acl_chmod).
-  Result<struct stat> SetAttr(uint64_t ino, const struct stat& attr, int to_set);
+  // kill_suidgid (truncate by a caller without CAP_FSETID, chown): a
+  // regular file also loses set-user-ID and set-group-ID (see
+  // KillSuidSgid), in the same txn.
+  Result<struct stat> SetAttr(uint64_t ino, const struct stat& attr, int to_set, bool kill_suidgid = false,
+                              const Caller& caller = {});
   // mode: the requested type and permission bits, before the umask. A
   // parent's default ACL is inherited (posix_acl_create), else the caller's
   // umask applies; the inode, its ACLs and its entry commit as one txn.
@@ -79,9 +88,14 @@ class VolumeFs {
 
   Status Truncate(uint64_t ino, uint64_t size);
   // open(O_TRUNC): size 0 and mtime/ctime marked even when already empty;
-  // a caller without CAP_FSETID (approximated: not root) clears set-user-ID,
-  // and set-group-ID when group-executable, as truncate(2) does.
-  Status TruncateOnOpen(uint64_t ino, const Caller& caller);
+  // kill_suidgid (a caller without CAP_FSETID) clears set-user-ID and
+  // set-group-ID as truncate(2) does. True if the mode changed.
+  Result<bool> TruncateOnOpen(uint64_t ino, bool kill_suidgid, const Caller& caller);
+  // A write by a caller without CAP_FSETID: a regular file loses
+  // set-user-ID, and set-group-ID when group-executable or when the caller
+  // is not in the file's group (setattr_should_drop_sgid). True if the mode
+  // changed.
+  Result<bool> KillSuidSgid(uint64_t ino, const Caller& caller);
   Result<std::string> Read(uint64_t ino, uint64_t offset, size_t size);
   // Read's bytes as consecutive pieces (a whole block is handed over uncopied).
   Result<std::vector<std::string>> ReadParts(uint64_t ino, uint64_t offset, size_t size);

@@ -1441,6 +1441,69 @@ TEST_F(DifferentialTest, OpenTruncClearsSetuid) {
   EXPECT_EQ(want, run(mnt_)) << "(the first is ext4's)";
 }
 
+// With FUSE_HANDLE_KILLPRIV_V2 the file system, not the kernel, clears
+// set-user-ID and set-group-ID on write, truncate, open(O_TRUNC) and chown.
+// Each case on both sides; the mode is read with a mode-only statx, which
+// the kernel answers from its attribute cache (a write leaves the mode bits
+// of that cache alone), so a change the kernel was not told of shows.
+TEST_F(DifferentialTest, SetuidSetgidClearingMatchesExt4) {
+  auto mode_of = [](const std::string& path) {
+    struct statx stx;
+    if (statx(AT_FDCWD, path.c_str(), 0, STATX_MODE, &stx) != 0) return std::string("statx") + ErrName(errno);
+    std::ostringstream out;
+    out << std::oct << (stx.stx_mode & 07777);
+    return out.str();
+  };
+  auto as_1000 = [](const std::function<void()>& step) {
+    setfsgid(1000);
+    setfsuid(1000);
+    step();
+    setfsuid(0);
+    setfsgid(0);
+  };
+  auto run = [&](const std::string& base) {
+    std::string path = base + "/sid", r;
+    WriteFile(path, "data\n");
+    auto step = [&](const std::string& name, uint32_t mode, uid_t owner, bool user, const std::function<void()>& f) {
+      chown(path.c_str(), owner, 0);
+      chmod(path.c_str(), mode);
+      mode_of(path);  // cached by the kernel before the step
+      if (user) {
+        as_1000(f);
+      } else {
+        f();
+      }
+      r += name + "=" + mode_of(path) + " ";
+    };
+    auto append = [&] {
+      int fd = open(path.c_str(), O_WRONLY | O_APPEND);
+      if (fd >= 0) {
+        if (write(fd, "x", 1) != 1) r += "(write failed) ";
+        close(fd);
+      }
+    };
+    auto trunc = [&] {
+      if (truncate(path.c_str(), 1) != 0) r += "(truncate" + ErrName(errno) + ") ";
+    };
+    auto open_trunc = [&] {
+      int fd = open(path.c_str(), O_WRONLY | O_TRUNC);
+      if (fd >= 0) close(fd);
+    };
+    step("write-1000", 06777, 1000, true, append);
+    step("write-root", 06777, 1000, false, append);
+    step("write-1000-sgid-noexec", 02767, 1000, true, append);
+    step("truncate-1000", 06777, 1000, true, trunc);
+    step("truncate-root", 06777, 1000, false, trunc);
+    step("otrunc-1000", 06777, 1000, true, open_trunc);
+    step("chown-root", 06755, 1000, false, [&] { chown(path.c_str(), 0, 0); });
+    step("chown-root-sgid-noexec", 02745, 1000, false, [&] { chown(path.c_str(), 0, 0); });
+    step("chown-self-1000", 06755, 1000, true, [&] { chown(path.c_str(), 1000, -1); });
+    return r;
+  };
+  std::string want = run(ref_);
+  EXPECT_EQ(want, run(mnt_)) << "(the first is ext4's)";
+}
+
 // A POSIX ACL as the kernel's system.posix_acl_* xattrs carry it.
 std::string AclXattr(const std::vector<std::tuple<uint16_t, uint16_t, uint32_t>>& entries) {
   std::string out;
