@@ -102,8 +102,9 @@ void OpInit(void*, fuse_conn_info* conn) {
   // SEEK_HOLE could report a hole over fresh data and cp --sparse would skip
   // it; and mtimes would come from two clocks.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-  // The kernel clears setuid/setgid on write, truncate and chown and sends us
-  // the new mode; we do not claim to do it ourselves.
+  // Not the old KILLPRIV: we ask for FUSE_HANDLE_KILLPRIV_V2 instead (see
+  // ReadRequest), which libfuse cannot express; where the kernel does not
+  // offer it, the kernel clears setuid/setgid itself and sends us the mode.
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   // One writer per volume: cached pages go stale only through this mount,
   // and the kernel updates them itself, so a read need not ask for fresh
