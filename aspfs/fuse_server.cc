@@ -365,7 +365,17 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
 
 void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, fuse_file_info*) {
   if (offset < 0 || length <= 0) return (void)fuse_reply_err(req, EINVAL);
-  fuse_reply_err(req, ToErrno(Fs(req)->Fallocate(ino, mode, offset, length)));
+  Status allocated = Fs(req)->Fallocate(ino, mode, offset, length);
+  if (!allocated.ok()) return ReplyError(req, allocated);
+  // ext4 clears setuid/setgid on fallocate too (file_modified); the kernel
+  // never asks us to, nor does it itself. Root stands in for CAP_FSETID.
+  Caller caller = CallerOf(req);
+  if (caller.uid != 0) {
+    auto killed = Fs(req)->KillSuidSgid(ino, caller);
+    if (!killed.ok()) return ReplyError(req, killed.status());
+    if (*killed) Server(req)->InvalidateAttributes(ino);
+  }
+  fuse_reply_err(req, 0);
 }
 
 void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {

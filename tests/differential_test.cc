@@ -1442,7 +1442,8 @@ TEST_F(DifferentialTest, OpenTruncClearsSetuid) {
 }
 
 // With FUSE_HANDLE_KILLPRIV_V2 the file system, not the kernel, clears
-// set-user-ID and set-group-ID on write, truncate, open(O_TRUNC) and chown.
+// set-user-ID and set-group-ID on write, truncate, open(O_TRUNC) and chown;
+// on fallocate nobody would without us.
 // Each case on both sides; the mode is read with a mode-only statx, which
 // the kernel answers from its attribute cache (a write leaves the mode bits
 // of that cache alone), so a change the kernel was not told of shows.
@@ -1495,6 +1496,15 @@ TEST_F(DifferentialTest, SetuidSetgidClearingMatchesExt4) {
     step("truncate-1000", 06777, 1000, true, trunc);
     step("truncate-root", 06777, 1000, false, trunc);
     step("otrunc-1000", 06777, 1000, true, open_trunc);
+    auto allocate = [&] {
+      int fd = open(path.c_str(), O_WRONLY);
+      if (fd >= 0) {
+        if (fallocate(fd, 0, 0, 8192) != 0) r += "(fallocate" + ErrName(errno) + ") ";
+        close(fd);
+      }
+    };
+    step("fallocate-1000", 06777, 1000, true, allocate);
+    step("fallocate-root", 06777, 1000, false, allocate);
     step("chown-root", 06755, 1000, false, [&] { chown(path.c_str(), 0, 0); });
     step("chown-root-sgid-noexec", 02745, 1000, false, [&] { chown(path.c_str(), 0, 0); });
     step("chown-self-1000", 06755, 1000, true, [&] { chown(path.c_str(), 1000, -1); });
