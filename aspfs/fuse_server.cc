@@ -85,6 +85,18 @@ std::vector<uint32_t> GroupsOf(fuse_req_t req);
 // Whether the kernel asked this request to clear setuid/setgid.
 bool KillSuidSgid(fuse_req_t req) { return Server(req)->kills_privileges() && t_kill_suidgid; }
 
+Caller CallerOf(fuse_req_t req);
+
+// Clears setuid/setgid of ino for a caller without CAP_FSETID. The request's
+// reply (a write's, an fallocate's) carries no attributes, and the kernel
+// had just cached the old mode, so its cached attributes are dropped.
+Status ClearSuidSgid(fuse_req_t req, fuse_ino_t ino, const Caller& caller) {
+  auto killed = Fs(req)->KillSuidSgid(ino, caller);
+  if (!killed.ok()) return killed.status();
+  if (*killed) Server(req)->InvalidateAttributes(ino);
+  return Status::Ok();
+}
+
 Caller CallerOf(fuse_req_t req) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
   Caller caller;
@@ -242,11 +254,8 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
 
 void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info*) {
   if (KillSuidSgid(req)) {
-    auto killed = Fs(req)->KillSuidSgid(ino, CallerOf(req));
-    if (!killed.ok()) return ReplyError(req, killed.status());
-    // The kernel has just cached the old mode (from the reply to its own
-    // ctime-only SETATTR), and a write does not make it ask again.
-    if (*killed) Server(req)->InvalidateAttributes(ino);
+    Status cleared = ClearSuidSgid(req, ino, CallerOf(req));
+    if (!cleared.ok()) return ReplyError(req, cleared);
   }
   auto written = Fs(req)->Write(ino, off, std::string_view(buf, size));
   if (!written.ok()) return ReplyError(req, written.status());
@@ -370,12 +379,7 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
   // ext4 clears setuid/setgid on fallocate too (file_modified); the kernel
   // never asks us to, nor does it itself. Root stands in for CAP_FSETID.
   Caller caller = CallerOf(req);
-  if (caller.uid != 0) {
-    auto killed = Fs(req)->KillSuidSgid(ino, caller);
-    if (!killed.ok()) return ReplyError(req, killed.status());
-    if (*killed) Server(req)->InvalidateAttributes(ino);
-  }
-  fuse_reply_err(req, 0);
+  fuse_reply_err(req, caller.uid != 0 ? ToErrno(ClearSuidSgid(req, ino, caller)) : 0);
 }
 
 void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {

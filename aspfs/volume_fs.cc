@@ -227,10 +227,10 @@ Result<struct stat> VolumeFs::SetAttr(uint64_t ino, const struct stat& attr, int
   } else if (kill_suidgid) {
     auto rec = LoadInode(ino);
     if (!rec.ok()) return rec.status();
-    uint32_t mode = rec->mode & 07777;
-    if (WithoutSuidSgid(*rec, caller) != mode) {
+    uint32_t kept = WithoutSuidSgid(*rec, caller);
+    if (kept != (rec->mode & 07777)) {
       o.mask |= op::kSetMode;
-      o.mode = WithoutSuidSgid(*rec, caller);
+      o.mode = kept;
       to_set |= kSetMode;  // and the access ACL follows, as for chmod
     }
   }
@@ -378,11 +378,11 @@ Result<bool> VolumeFs::TruncateOnOpen(uint64_t ino, bool kill_suidgid, const Cal
   o.mask = op::kSetSize | op::kSetMtime;
   o.size = 0;
   o.mtime_ns = NowNs();
-  uint32_t mode = rec->mode & 07777;
-  bool killed = kill_suidgid && WithoutSuidSgid(*rec, caller) != mode;
+  uint32_t kept = kill_suidgid ? WithoutSuidSgid(*rec, caller) : rec->mode & 07777;
+  bool killed = kept != (rec->mode & 07777);
   if (killed) {
     o.mask |= op::kSetMode;
-    o.mode = WithoutSuidSgid(*rec, caller);
+    o.mode = kept;
   }
   ASPFS_RETURN_IF_ERROR(Commit(o).status());
   return killed;
@@ -391,12 +391,12 @@ Result<bool> VolumeFs::TruncateOnOpen(uint64_t ino, bool kill_suidgid, const Cal
 Result<bool> VolumeFs::KillSuidSgid(uint64_t ino, const Caller& caller) {
   auto rec = LoadInode(ino);
   if (!rec.ok()) return rec.status();
-  uint32_t mode = rec->mode & 07777;
-  if (WithoutSuidSgid(*rec, caller) == mode) return false;
+  uint32_t kept = WithoutSuidSgid(*rec, caller);
+  if (kept == (rec->mode & 07777)) return false;
   op::SetAttr o;
   o.ino = ino;
   o.mask = op::kSetMode | op::kSetCtime;
-  o.mode = WithoutSuidSgid(*rec, caller);
+  o.mode = kept;
   o.ctime_ns = NowNs();
   ASPFS_RETURN_IF_ERROR(Commit(o).status());
   return true;

@@ -66,6 +66,16 @@ Status StateDelta::Delete(const std::string& key) {
   return Status::Ok();
 }
 
+std::vector<std::pair<std::string, std::optional<std::string>>> StateDelta::ReleaseChanges() {
+  std::vector<std::pair<std::string, std::optional<std::string>>> out;
+  out.reserve(changes_.size());
+  while (!changes_.empty()) {
+    auto node = changes_.extract(changes_.begin());
+    out.emplace_back(std::move(node.key()), std::move(node.mapped()));
+  }
+  return out;
+}
+
 void StateDelta::ApplyTo(MemState* state) const {
   for (const auto& [k, v] : changes_) {
     if (v) {

@@ -10,6 +10,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "journal/status.h"
 
@@ -86,6 +88,8 @@ class StateDelta final : public StateReader {
   uint64_t checksum() const { return checksum_; }
   // nullopt: delete.
   const std::map<std::string, std::optional<std::string>, std::less<>>& changes() const { return changes_; }
+  // Moves the changes out, in key order; the delta is empty after.
+  std::vector<std::pair<std::string, std::optional<std::string>>> ReleaseChanges();
   void ApplyTo(MemState* state) const;
 
  private:

@@ -75,8 +75,7 @@ Result<Position> Volume::Commit(Txn* txn, const ChunkWrites& chunks) {
   Position next{pos_.epoch, txn->txid, txn->checksum};
 
   Store::QueuedCommit commit;
-  commit.state.reserve(delta.changes().size() + 1);
-  for (const auto& [k, v] : delta.changes()) commit.state.emplace_back(k, v);
+  commit.state = delta.ReleaseChanges();
   commit.state.emplace_back(key::PositionKey(id_), EncodePosition(next));
   commit.chunk_index.reserve(chunks.index.size());
   for (const auto& [k, v] : chunks.index) commit.chunk_index.emplace_back(k, v);
