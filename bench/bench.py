@@ -33,7 +33,14 @@ import report  # noqa: E402  (bench/report.py)
 
 MiB = 1 << 20
 GiB = 1 << 30
-KNOWN_TARGETS = ("native", "passthrough", "aspfs")
+KNOWN_TARGETS = ("native", "passthrough", "passthrough_perm", "aspfs")
+PASSTHROUGH_TARGETS = ("passthrough", "passthrough_perm")
+# passthrough_ll with default_permissions is ASPFS's like-for-like metadata
+# baseline: the kernel then checks permissions from the attributes, as it does
+# for ASPFS, and refreshes a directory's attributes after each change in it
+# (one FUSE_GETATTR more per create, unlink and rename).  It is measured in
+# the metadata section only.
+META_ONLY_TARGETS = ("passthrough_perm",)
 KNOWN_SECTIONS = ("data", "meta", "tree", "density")
 PT_EXAMPLES = "/usr/share/doc/libfuse3-dev/examples"
 
@@ -444,15 +451,15 @@ class Passthrough(Target):
         self.binary = binary
         self.opts = opts
         self.proc = None
+        self.log = os.path.join(ctx.logs, self.name + ".log")
 
     def setup(self):
-        self.src = os.path.join(self.ctx.work, "pt-src")
-        self.root = os.path.join(self.ctx.work, "pt-mnt")
+        self.src = os.path.join(self.ctx.work, self.name + "-src")
+        self.root = os.path.join(self.ctx.work, self.name + "-mnt")
         os.makedirs(self.src, exist_ok=True)
         os.makedirs(self.root, exist_ok=True)
         self.proc = start_passthrough(self.ctx, self.binary, self.src,
-                                      self.root, self.opts,
-                                      os.path.join(self.ctx.logs, "passthrough_ll.log"))
+                                      self.root, self.opts, self.log)
 
     def check(self):
         super().check()
@@ -472,6 +479,13 @@ class Passthrough(Target):
             force_unmount(self.root)
         if self.proc is not None:
             self.ctx.stop(self.proc, timeout=20)
+
+
+class PassthroughPerm(Passthrough):
+    name, label = "passthrough_perm", "passthrough_ll + default_permissions"
+
+    def __init__(self, ctx, binary, opts):
+        super().__init__(ctx, binary, ",".join(o for o in (opts, "default_permissions") if o))
 
 
 def start_passthrough(ctx, binary, src, mnt, opts, log, timeout=15):
@@ -608,11 +622,17 @@ def target_info(name, args, work, build):
     if name == "native":
         return {"what": "a directory of the disk's own file system (%s)"
                         % fs_type(work)}
-    if name == "passthrough":
-        return {"what": "libfuse %s example passthrough_ll over a directory "
-                        "of the same disk" % pkg_version("fuse3"),
+    if name in PASSTHROUGH_TARGETS:
+        opts = [o for o in (args.passthrough_opts,
+                            "default_permissions" if name == "passthrough_perm" else "") if o]
+        what = ("libfuse %s example passthrough_ll over a directory of the "
+                "same disk" % pkg_version("fuse3"))
+        if name == "passthrough_perm":
+            what += (", with the kernel checking permissions as it does for "
+                     "ASPFS (metadata only)")
+        return {"what": what,
                 "command": "passthrough_ll -f -o source=DIR%s MOUNTPOINT"
-                           % ("," + args.passthrough_opts if args.passthrough_opts else "")}
+                           % "".join("," + o for o in opts)}
     return {"what": "one aspfsd (store on the same disk) serving a volume "
                     "mounted with `aspfs mount`",
             "binaries": build}
@@ -1130,8 +1150,9 @@ def parse_args(argv):
                    help="small sizes, one run: a routine check in < 3 minutes")
     p.add_argument("--runs", type=int, help="runs per figure (median) of "
                    "every section; default 3, --quick 1 (metadata: 3)")
-    p.add_argument("--targets", default="native,passthrough,aspfs",
-                   help="comma list of native, passthrough, aspfs")
+    p.add_argument("--targets", default="native,passthrough,passthrough_perm,aspfs",
+                   help="comma list of native, passthrough, passthrough_perm "
+                   "(passthrough_ll -o default_permissions, metadata only), aspfs")
     p.add_argument("--sections", default="data,meta,tree,density",
                    help="comma list of data, meta, tree, density")
     p.add_argument("--build-dir", default=os.path.join(REPO, "build"),
@@ -1202,7 +1223,7 @@ def main(argv):
     signal.signal(signal.SIGHUP, on_signal)
 
     nofile = raise_nofile()
-    if "passthrough" in want:
+    if any(t in want for t in PASSTHROUGH_TARGETS):
         budget = nofile - 1000
         if cfg["md_files"] * 2 > budget:
             ctx.notes.append(
@@ -1221,7 +1242,7 @@ def main(argv):
     interrupted = None
     try:
         ctx.progress.show("building helpers")
-        mdtest, pt_bin = build_tools(ctx, "passthrough" in want)
+        mdtest, pt_bin = build_tools(ctx, any(t in want for t in PASSTHROUGH_TARGETS))
         if "aspfs" in want:
             ensure_aspfs(ctx, build, args.rebuild)
         tarball = None
@@ -1233,7 +1254,9 @@ def main(argv):
         dens_targets = [t for t in ("aspfs", "passthrough") if t in want]
         runs_of = {s: cfg["meta_runs"] if s == "meta" else cfg["runs"]
                    for s in main_sections}
-        ctx.progress.total = (sum(runs_of.values()) * len(want) +
+        ctx.progress.total = (sum(runs_of.values()) * len(want) -
+                              sum(n for s, n in runs_of.items() if s != "meta") *
+                              len([t for t in want if t in META_ONLY_TARGETS]) +
                               ("density" in sections) * cfg["density_runs"] *
                               len(dens_targets))
 
@@ -1241,9 +1264,10 @@ def main(argv):
             for name in want:
                 t = {"native": lambda: Native(ctx),
                      "passthrough": lambda: Passthrough(ctx, pt_bin, args.passthrough_opts),
+                     "passthrough_perm": lambda: PassthroughPerm(ctx, pt_bin, args.passthrough_opts),
                      "aspfs": lambda: Aspfs(ctx, build)}[name]()
-                t.log = getattr(getattr(t, "daemon", None), "log", None) or \
-                    (os.path.join(ctx.logs, "passthrough_ll.log") if name == "passthrough" else None)
+                t.log = getattr(t, "log", None) or \
+                    getattr(getattr(t, "daemon", None), "log", None)
                 ctx.progress.show("setting up %s" % t.label)
                 targets.append(t)
                 try:
@@ -1259,6 +1283,8 @@ def main(argv):
                         continue
                     k = (run - 1) % len(targets)
                     for t in targets[k:] + targets[:k]:   # rotate the order
+                        if section != "meta" and t.name in META_ONLY_TARGETS:
+                            continue
                         ctx.progress.step("run %d · %s · %s" % (run, t.label, section))
                         if t.dead:
                             continue
@@ -1332,7 +1358,7 @@ def main(argv):
         },
         "targets": want,
         "labels": {"native": "native", "passthrough": "passthrough_ll",
-                   "aspfs": "ASPFS"},
+                   "passthrough_perm": PassthroughPerm.label, "aspfs": "ASPFS"},
         "target_info": {},
         "metrics": [],
         "extra": res.extra,

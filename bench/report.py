@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 
-BASELINES = ("native", "passthrough")
+BASELINES = ("native", "passthrough", "passthrough_perm")
 SUBJECT = "aspfs"
 
 # The core issue's targets: (metric, baseline, minimal ratio) or an absolute
@@ -34,7 +34,9 @@ GOALS = (
 )
 
 COLORS = {"native": "#4c72b0", "passthrough_ll": "#dd8452", "ASPFS": "#55a868",
-          "vs native": "#4c72b0", "vs passthrough_ll": "#dd8452"}
+          "passthrough_ll + default_permissions": "#c44e52",
+          "vs native": "#4c72b0", "vs passthrough_ll": "#dd8452",
+          "vs passthrough_ll + default_permissions": "#c44e52"}
 
 SECTIONS = [
     ("data", "Data"),
