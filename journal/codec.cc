@@ -187,7 +187,11 @@ Result<Op> ReadOp(wire::Op::Reader r) {
 }  // namespace
 
 std::string EncodeTxn(const Txn& txn) {
-  capnp::MallocMessageBuilder message;
+  // A fresh builder callocs an 8 KiB first segment; most txns need a few
+  // hundred bytes. The builder zeroes what it used of the scratch again.
+  constexpr size_t kScratchWords = 512;
+  alignas(capnp::word) thread_local capnp::word scratch[kScratchWords] = {};
+  capnp::MallocMessageBuilder message(kj::arrayPtr(scratch, kScratchWords));
   auto root = message.initRoot<wire::Txn>();
   root.setEpoch(txn.epoch);
   root.setTxid(txn.txid);

@@ -11,12 +11,16 @@ namespace {
 
 using Found = std::optional<std::optional<std::string>>;
 
+std::shared_ptr<const KeyChanges> Changes(KeyChanges changes) {
+  return std::make_shared<const KeyChanges>(std::move(changes));
+}
+
 TEST(PendingStateTest, GetReturnsTheNewestPendingChange) {
   PendingState pending;
   EXPECT_TRUE(pending.empty());
   EXPECT_EQ(Found(), pending.Get("a"));
-  pending.Add(1, {{"a", "1"}, {"b", "x"}});
-  pending.Add(2, {{"a", "2"}, {"b", std::nullopt}});
+  pending.Add(1, Changes({{"a", "1"}, {"b", "x"}}));
+  pending.Add(2, Changes({{"a", "2"}, {"b", std::nullopt}}));
   EXPECT_FALSE(pending.empty());
   EXPECT_EQ(Found(std::optional<std::string>("2")), pending.Get("a"));
   EXPECT_EQ(Found(std::optional<std::string>()), pending.Get("b"));  // a pending delete
@@ -25,19 +29,36 @@ TEST(PendingStateTest, GetReturnsTheNewestPendingChange) {
 
 TEST(PendingStateTest, WrittenKeepsKeysThatALaterCommitChanged) {
   PendingState pending;
-  pending.Add(1, {{"a", "1"}, {"b", "1"}});
-  pending.Add(2, {{"a", "2"}});
-  pending.Written(1, {{"a", "1"}, {"b", "1"}});
+  pending.Add(1, Changes({{"a", "1"}, {"b", "1"}}));
+  pending.Add(2, Changes({{"a", "2"}}));
+  pending.Written(1);
   EXPECT_EQ(Found(std::optional<std::string>("2")), pending.Get("a"));
   EXPECT_EQ(Found(), pending.Get("b"));
-  pending.Written(2, {{"a", "2"}});
+  pending.Written(2);
   EXPECT_EQ(Found(), pending.Get("a"));
   EXPECT_TRUE(pending.empty());
 }
 
+TEST(PendingStateTest, WrittenForgetsEveryCommitUpToSeqAndRangeShowsTheNewest) {
+  PendingState pending;
+  pending.Add(1, Changes({{"k1", "1"}, {"k2", "1"}}));
+  pending.Add(2, Changes({{"k2", "2"}, {"k3", "2"}}));
+  pending.Add(3, Changes({{"k3", std::nullopt}, {"k4", "3"}}));
+  std::vector<KeyChange> range = pending.Range("k", "l");
+  EXPECT_EQ((std::vector<KeyChange>{{"k1", "1"}, {"k2", "2"}, {"k3", std::nullopt}, {"k4", "3"}}), range);
+  pending.Written(2);  // a group of two commits
+  EXPECT_EQ(Found(), pending.Get("k1"));
+  EXPECT_EQ(Found(), pending.Get("k2"));
+  EXPECT_EQ(Found(std::optional<std::string>()), pending.Get("k3"));
+  EXPECT_EQ((std::vector<KeyChange>{{"k3", std::nullopt}, {"k4", "3"}}), pending.Range("k", "l"));
+  pending.Written(3);
+  EXPECT_TRUE(pending.empty());
+  EXPECT_TRUE(pending.Range("", "z").empty());
+}
+
 TEST(PendingStateTest, RangeListsChangesInKeyOrderWithinBounds) {
   PendingState pending;
-  pending.Add(1, {{"k3", "c"}, {"k1", "a"}, {"j", "out"}, {"k2", std::nullopt}, {"l", "out"}});
+  pending.Add(1, Changes({{"k3", "c"}, {"k1", "a"}, {"j", "out"}, {"k2", std::nullopt}, {"l", "out"}}));
   std::vector<KeyChange> range = pending.Range("k", "l");
   ASSERT_EQ(3u, range.size());
   EXPECT_EQ("k1", range[0].first);

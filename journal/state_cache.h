@@ -9,6 +9,9 @@
 // reader's Snapshot(): a value read from RocksDB before a concurrent commit
 // never overwrites that commit's value.
 //
+// Eviction is CLOCK (second chance): a hit only marks its entry, so the
+// hot path moves no list nodes.
+//
 // Thread-safety: every method may be called from many threads; each shard has
 // its own mutex (taken alone).
 #pragma once
@@ -46,24 +49,46 @@ class StateCache {
   size_t bytes() const;
 
  private:
-  struct Entry;
-  using Lru = std::list<Entry>;
   struct Entry {
     std::string key;
     std::optional<std::string> value;
+    bool referenced = false;  // used since the clock hand last passed
   };
+  using Ring = std::list<Entry>;
+  // A key with its hash, computed once for the shard and the index.
+  struct HashedKey {
+    std::string_view key;
+    size_t hash;
+  };
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view key) const;
+    size_t operator()(const HashedKey& k) const { return k.hash; }
+  };
+  struct Equal {
+    using is_transparent = void;
+    bool operator()(std::string_view a, std::string_view b) const { return a == b; }
+    bool operator()(const HashedKey& a, std::string_view b) const { return a.key == b; }
+    bool operator()(std::string_view a, const HashedKey& b) const { return a == b.key; }
+  };
+  using Index = std::unordered_map<std::string_view, Ring::iterator, Hash, Equal>;
   struct Shard {
     mutable std::mutex mu;
     uint64_t generation = 0;  // GUARDED_BY(mu): bumped by every Update
-    Lru lru;                  // GUARDED_BY(mu): most recently used first
-    std::unordered_map<std::string_view, Lru::iterator> index;  // GUARDED_BY(mu): keys view lru's
+    Ring ring;                // GUARDED_BY(mu)
+    Ring::iterator hand;      // GUARDED_BY(mu): next eviction candidate; ring.end(): wraps
+    Index index;              // GUARDED_BY(mu): keys view ring's
     size_t bytes = 0;         // GUARDED_BY(mu)
+    Shard() : hand(ring.end()) {}
   };
   static constexpr size_t kShards = 64;
   static size_t Charge(std::string_view key, const std::optional<std::string>& value);
-  Shard& ShardOf(std::string_view key);
+  static HashedKey Hashed(std::string_view key);
+  Shard& ShardOf(const HashedKey& key);
   // REQUIRES(shard.mu)
-  void PutLocked(Shard& shard, std::string_view key, const std::optional<std::string>& value);
+  void PutLocked(Shard& shard, const HashedKey& key, const std::optional<std::string>& value);
+  // REQUIRES(shard.mu)
+  void EraseLocked(Shard& shard, Index::iterator it);
 
   size_t shard_capacity_;
   std::vector<Shard> shards_;

@@ -67,5 +67,25 @@ TEST(StateCacheTest, StaysWithinItsCapacityAndKeepsRecentKeys) {
   EXPECT_FALSE(cache.Lookup("key0").has_value());
 }
 
+TEST(StateCacheTest, KeysReadSinceTheLastSweepOutliveUnreadOnes) {
+  // About 40 entries a shard (64 shards); each entry charges about 240 bytes.
+  // Keys are spread over the shards by hash: some shards evict earlier.
+  StateCache cache(64 * 40 * 240);
+  std::string value(100, 'v');
+  auto key = [](int i) { return "k" + std::to_string(100000 + i); };
+  const int kOld = 64 * 30;  // fits
+  for (int i = 0; i < kOld; ++i) cache.Update(key(i), value);
+  for (int i = 0; i < kOld; i += 2) cache.Lookup(key(i));  // even keys are read
+  // 20 new entries a shard: half the old ones must go.
+  for (int i = kOld; i < kOld + 64 * 20; ++i) cache.Update(key(i), value);
+  int even_kept = 0, odd_kept = 0;
+  for (int i = 0; i < kOld; ++i) {
+    if (cache.Lookup(key(i)).has_value()) (i % 2 == 0 ? even_kept : odd_kept) += 1;
+  }
+  // Without second chances both halves would go alike.
+  EXPECT_GT(even_kept, 2 * odd_kept) << "even " << even_kept << " odd " << odd_kept;
+  EXPECT_LT(even_kept + odd_kept, kOld);
+}
+
 }  // namespace
 }  // namespace aspfs

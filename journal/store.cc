@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <time.h>
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <unordered_set>
@@ -75,10 +76,10 @@ Result<Position> Volume::Commit(Txn* txn, const ChunkWrites& chunks) {
   Position next{pos_.epoch, txn->txid, txn->checksum};
 
   Store::QueuedCommit commit;
-  commit.state = delta.ReleaseChanges();
-  commit.state.emplace_back(key::PositionKey(id_), EncodePosition(next));
-  commit.chunk_index.reserve(chunks.index.size());
-  for (const auto& [k, v] : chunks.index) commit.chunk_index.emplace_back(k, v);
+  *commit.state = delta.ReleaseChanges();
+  commit.state->emplace_back(key::PositionKey(id_), EncodePosition(next));
+  commit.chunk_index->reserve(chunks.index.size());
+  for (const auto& [k, v] : chunks.index) commit.chunk_index->emplace_back(k, v);
   commit.journal.emplace_back(key::Journal(id_, txn->txid), EncodeTxn(*txn));
   auto queued = store_->Enqueue(std::move(commit));
   if (!queued.ok()) return queued.status().Context("journal: commit txn " + std::to_string(txn->txid) + " of " + name_);
@@ -95,8 +96,8 @@ Result<Position> Volume::Commit(Txn* txn, const ChunkWrites& chunks) {
 
 Result<uint64_t> Store::Enqueue(QueuedCommit commit) {
   size_t bytes = 0;
-  for (const auto& [k, v] : commit.state) bytes += k.size() + (v ? v->size() : 0);
-  for (const auto& [k, v] : commit.chunk_index) bytes += k.size() + (v ? v->size() : 0);
+  for (const auto& [k, v] : *commit.state) bytes += k.size() + (v ? v->size() : 0);
+  for (const auto& [k, v] : *commit.chunk_index) bytes += k.size() + (v ? v->size() : 0);
   for (const auto& [k, v] : commit.journal) bytes += k.size() + v.size();
   commit.bytes = bytes;
   std::unique_lock<std::mutex> lock(queue_mu_);
@@ -177,12 +178,20 @@ Status Store::WriteQueued(std::vector<QueuedCommit>* commits) {
   // is written once, with its last value (the position, usage and parent
   // directory records change with nearly every commit). Keys go in sorted,
   // which makes the memtable inserts cheaper.
-  std::map<std::string_view, const std::optional<std::string>*> state;
+  std::vector<std::pair<std::string_view, const std::optional<std::string>*>> state;
+  size_t bytes = 0;
   for (const QueuedCommit& c : *commits) {
-    for (const auto& [k, v] : c.state) state[k] = &v;
+    for (const auto& [k, v] : *c.state) state.emplace_back(k, &v);
+    bytes += c.bytes;
   }
-  rocksdb::WriteBatch batch;
-  for (const auto& [k, v] : state) {
+  // Stable: among equal keys the last is the newest.
+  std::stable_sort(state.begin(), state.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  auto newest = [&](size_t i) { return i + 1 == state.size() || state[i + 1].first != state[i].first; };
+  constexpr size_t kRecordOverhead = 16;  // WriteBatch's tag, family and lengths
+  rocksdb::WriteBatch batch(bytes + kRecordOverhead * state.size() + 64);
+  for (size_t i = 0; i < state.size(); ++i) {
+    if (!newest(i)) continue;
+    const auto& [k, v] = state[i];
     if (*v) {
       batch.Put(meta_, AsSlice(k), **v);
     } else {
@@ -190,7 +199,7 @@ Status Store::WriteQueued(std::vector<QueuedCommit>* commits) {
     }
   }
   for (const QueuedCommit& c : *commits) {
-    for (const auto& [k, v] : c.chunk_index) batch.Put(chunk_index_, k, *v);
+    for (const auto& [k, v] : *c.chunk_index) batch.Put(chunk_index_, k, *v);
     for (const auto& [k, v] : c.journal) batch.Put(journal_, k, v);
   }
   rocksdb::Status s = db_->Write(rocksdb::WriteOptions(), &batch);
@@ -199,11 +208,11 @@ Status Store::WriteQueued(std::vector<QueuedCommit>* commits) {
                             std::to_string(commits->back().seq));
   }
   // The cache before PendingState lets go: a read finds the value in one of them.
-  for (const auto& [k, v] : state) state_cache_.Update(k, *v);
-  for (const QueuedCommit& c : *commits) {
-    pending_state_.Written(c.seq, c.state);
-    pending_chunks_.Written(c.seq, c.chunk_index);
+  for (size_t i = 0; i < state.size(); ++i) {
+    if (newest(i)) state_cache_.Update(state[i].first, *state[i].second);
   }
+  pending_state_.Written(commits->back().seq);
+  pending_chunks_.Written(commits->back().seq);
   return Status::Ok();
 }
 
@@ -490,7 +499,7 @@ Status Store::PutChunk(const ChunkId& id, std::string_view data, bool in_wal) {
   ChunkWrites writes;
   ASPFS_RETURN_IF_ERROR(StageChunks({ChunkData{id, data}}, in_wal, &writes));
   QueuedCommit commit;
-  for (const auto& [k, v] : writes.index) commit.chunk_index.emplace_back(k, v);
+  for (const auto& [k, v] : writes.index) commit.chunk_index->emplace_back(k, v);
   auto seq = Enqueue(std::move(commit));
   if (!seq.ok()) return seq.status();
   return WaitWritten(*seq);

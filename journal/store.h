@@ -179,8 +179,9 @@ class Store {
   // One commit's writes, queued for the writer.
   struct QueuedCommit {
     uint64_t seq = 0;
-    std::vector<KeyChange> state;                              // meta family
-    std::vector<KeyChange> chunk_index;                        // chunk_index family
+    // Shared with PendingState until written.
+    std::shared_ptr<KeyChanges> state = std::make_shared<KeyChanges>();        // meta family
+    std::shared_ptr<KeyChanges> chunk_index = std::make_shared<KeyChanges>();  // chunk_index family
     std::vector<std::pair<std::string, std::string>> journal;  // journal family
     size_t bytes = 0;
   };
