@@ -19,11 +19,9 @@
 #include <utility>
 #include <vector>
 
-namespace aspfs {
+#include "journal/state.h"
 
-// A key and its new value; nullopt: deleted.
-using KeyChange = std::pair<std::string, std::optional<std::string>>;
-using KeyChanges = std::vector<KeyChange>;
+namespace aspfs {
 
 class PendingState {
  public:

@@ -2,6 +2,8 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
+
 #include "journal/format.h"
 
 namespace aspfs {
@@ -23,65 +25,105 @@ Status MemState::Scan(std::string_view lo, std::string_view hi, const ScanFn& fn
   return Status::Ok();
 }
 
-Result<std::optional<std::string>> StateDelta::Get(std::string_view key) const {
-  auto it = changes_.find(key);
-  if (it != changes_.end()) return it->second;
-  auto cached = base_reads_.find(key);
-  if (cached != base_reads_.end()) return cached->second;
+StateDelta::Slot* StateDelta::Load(std::string_view key, Status* status) const {
+  auto it = slots_.find(key);
+  if (it != slots_.end()) return &it->second;
   auto value = base_->Get(key);
-  if (value.ok()) base_reads_.emplace(std::string(key), *value);
-  return value;
+  if (!value.ok()) {
+    *status = value.status();
+    return nullptr;
+  }
+  return &slots_.try_emplace(std::string(key), Slot{std::move(*value), false}).first->second;
+}
+
+Result<std::optional<std::string>> StateDelta::Get(std::string_view key) const {
+  Status status;
+  const Slot* slot = Load(key, &status);
+  if (!slot) return status;
+  return slot->value;
+}
+
+std::vector<std::pair<std::string_view, const std::optional<std::string>*>> StateDelta::SortedChanges(
+    std::string_view lo, std::string_view hi) const {
+  std::vector<std::pair<std::string_view, const std::optional<std::string>*>> out;
+  for (const auto& [key, slot] : slots_) {
+    if (slot.changed && key >= lo && key < hi) out.emplace_back(key, &slot.value);
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return out;
 }
 
 Status StateDelta::Scan(std::string_view lo, std::string_view hi, const ScanFn& fn) const {
-  return ScanWithChanges([&](const ScanFn& f) { return base_->Scan(lo, hi, f); }, changes_.lower_bound(lo),
-                         changes_.lower_bound(hi), fn);
+  std::vector<std::pair<std::string_view, std::optional<std::string_view>>> changes;
+  for (const auto& [key, value] : SortedChanges(lo, hi)) {
+    changes.emplace_back(key, *value ? std::optional<std::string_view>(**value) : std::nullopt);
+  }
+  return ScanWithChanges([&](const ScanFn& f) { return base_->Scan(lo, hi, f); }, changes.begin(), changes.end(),
+                         fn);
 }
 
 Status StateDelta::Put(const std::string& key, std::string value) {
   if (!key::IsStateKey(key)) return Error(Code::kInvalid, "write outside volume state");
-  auto old = Get(key);
-  if (!old.ok()) return old.status();
-  if (*old) checksum_ ^= EntryHash(key, **old);
+  Status status;
+  Slot* slot = Load(key, &status);
+  if (!slot) return status;
+  if (slot->value) checksum_ ^= EntryHash(key, *slot->value);
   checksum_ ^= EntryHash(key, value);
-  changes_[key] = std::move(value);
+  slot->value = std::move(value);
+  slot->changed = true;
   return Status::Ok();
 }
 
 Status StateDelta::PutAbsent(const std::string& key, std::string value) {
-  if (changes_.count(key)) return Put(key, std::move(value));  // this delta has a value to replace
+  if (slots_.count(key)) return Put(key, std::move(value));  // known here: replace what this delta has
   if (!key::IsStateKey(key)) return Error(Code::kInvalid, "write outside volume state");
   checksum_ ^= EntryHash(key, value);
-  changes_[key] = std::move(value);
+  slots_.try_emplace(key, Slot{std::move(value), true});
   return Status::Ok();
 }
 
 Status StateDelta::Delete(const std::string& key) {
   if (!key::IsStateKey(key)) return Error(Code::kInvalid, "write outside volume state");
-  auto old = Get(key);
-  if (!old.ok()) return old.status();
-  if (!*old) return Status::Ok();
-  checksum_ ^= EntryHash(key, **old);
-  changes_[key] = std::nullopt;
+  Status status;
+  Slot* slot = Load(key, &status);
+  if (!slot) return status;
+  if (!slot->value) return Status::Ok();
+  checksum_ ^= EntryHash(key, *slot->value);
+  slot->value = std::nullopt;
+  slot->changed = true;
   return Status::Ok();
 }
 
-std::vector<std::pair<std::string, std::optional<std::string>>> StateDelta::ReleaseChanges() {
-  std::vector<std::pair<std::string, std::optional<std::string>>> out;
-  out.reserve(changes_.size());
-  while (!changes_.empty()) {
-    auto node = changes_.extract(changes_.begin());
-    out.emplace_back(std::move(node.key()), std::move(node.mapped()));
+std::vector<KeyChange> StateDelta::Changes() const {
+  std::vector<KeyChange> out;
+  for (const auto& [key, slot] : slots_) {
+    if (slot.changed) out.emplace_back(key, slot.value);
   }
+  std::sort(out.begin(), out.end(), [](const KeyChange& a, const KeyChange& b) { return a.first < b.first; });
+  return out;
+}
+
+std::vector<KeyChange> StateDelta::ReleaseChanges() {
+  std::vector<KeyChange> out;
+  for (auto it = slots_.begin(); it != slots_.end();) {
+    if (it->second.changed) {
+      auto node = slots_.extract(it++);
+      out.emplace_back(std::move(node.key()), std::move(node.mapped().value));
+    } else {
+      ++it;
+    }
+  }
+  slots_.clear();
   return out;
 }
 
 void StateDelta::ApplyTo(MemState* state) const {
-  for (const auto& [k, v] : changes_) {
-    if (v) {
-      state->Put(k, *v);
+  for (const auto& [key, slot] : slots_) {
+    if (!slot.changed) continue;
+    if (slot.value) {
+      state->Put(key, *slot.value);
     } else {
-      state->Delete(k);
+      state->Delete(key);
     }
   }
 }

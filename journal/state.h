@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -18,6 +19,10 @@
 namespace aspfs {
 
 uint64_t EntryHash(std::string_view key, std::string_view value);
+
+// A key and its new value; nullopt: deleted.
+using KeyChange = std::pair<std::string, std::optional<std::string>>;
+using KeyChanges = std::vector<KeyChange>;
 
 class StateReader {
  public:
@@ -86,19 +91,34 @@ class StateDelta final : public StateReader {
   Status Delete(const std::string& key);
 
   uint64_t checksum() const { return checksum_; }
-  // nullopt: delete.
-  const std::map<std::string, std::optional<std::string>, std::less<>>& changes() const { return changes_; }
-  // Moves the changes out, in key order; the delta is empty after.
-  std::vector<std::pair<std::string, std::optional<std::string>>> ReleaseChanges();
+  // The changes in key order (nullopt: delete), copied.
+  std::vector<KeyChange> Changes() const;
+  // Moves the changes out, in no particular order; the delta is empty after.
+  std::vector<KeyChange> ReleaseChanges();
   void ApplyTo(MemState* state) const;
 
  private:
+  // A key this delta knows: read from the base, or changed.
+  struct Slot {
+    std::optional<std::string> value;
+    bool changed = false;
+  };
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
+  // The key's slot, read from the base on first use; nullptr and *status on
+  // a failed read.
+  Slot* Load(std::string_view key, Status* status) const;
+  std::vector<std::pair<std::string_view, const std::optional<std::string>*>> SortedChanges(std::string_view lo,
+                                                                                            std::string_view hi) const;
+
   const StateReader* base_;
   uint64_t checksum_;
-  std::map<std::string, std::optional<std::string>, std::less<>> changes_;
-  // Base values already read: apply() reads most keys it then writes, and
-  // each write needs the old value for the checksum.
-  mutable std::map<std::string, std::optional<std::string>, std::less<>> base_reads_;
+  // One map for reads and writes: apply() reads most keys it then writes, and
+  // each write needs the old value for the checksum. A txn knows few keys,
+  // and the few callers wanting order (scans, the commit) sort.
+  mutable std::unordered_map<std::string, Slot, StringHash, std::equal_to<>> slots_;
 };
 
 }  // namespace aspfs

@@ -337,7 +337,8 @@ Result<Volume*> Store::CreateVolume(const std::string& name, const VolumeCreateO
   ASPFS_RETURN_IF_ERROR(Apply(id, txn, &delta));
   txn.checksum = delta.checksum();
   rocksdb::WriteBatch batch;
-  for (const auto& [k, v] : delta.changes()) batch.Put(meta_, k, *v);
+  const KeyChanges changes = delta.Changes();
+  for (const auto& [k, v] : changes) batch.Put(meta_, k, *v);
   Position pos{0, 1, txn.checksum};
   batch.Put(journal_, key::Journal(id, 1), EncodeTxn(txn));
   batch.Put(meta_, key::PositionKey(id), EncodePosition(pos));
@@ -347,7 +348,7 @@ Result<Volume*> Store::CreateVolume(const std::string& name, const VolumeCreateO
   rocksdb::WriteOptions sync;
   sync.sync = true;
   ASPFS_RETURN_IF_ERROR(FromRocks(db_->Write(sync, &batch), "store: create volume " + name));
-  for (const auto& [k, v] : delta.changes()) state_cache_.Update(k, v);
+  for (const auto& [k, v] : changes) state_cache_.Update(k, v);
   next_volume_id_ = id.value + 1;
   vol->pos_ = pos;
   Volume* raw = vol.get();
