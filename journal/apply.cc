@@ -427,13 +427,19 @@ class Applier {
   // One name of target is gone; at zero links it waits as an orphan until
   // nothing holds it open (op::Purge).
   Status DropLink(uint64_t ino, InodeRecord* target) {
+    const bool was_linked = target->nlink > 0;
     if (IsDir(target->mode)) {
       target->nlink = 0;
     } else if (target->nlink > 0) {
       target->nlink -= 1;
     }
     target->ctime_ns = now_;
-    if (target->nlink == 0) ASPFS_RETURN_IF_ERROR(delta_->Put(key::Orphan(vol_, InodeId{ino}), ""));
+    if (target->nlink == 0) {
+      // A linked inode has no orphan record (Link refuses nlink 0, Purge
+      // deletes the record with the inode): skip the read of a certain miss.
+      std::string orphan = key::Orphan(vol_, InodeId{ino});
+      ASPFS_RETURN_IF_ERROR(was_linked ? delta_->PutAbsent(orphan, "") : delta_->Put(orphan, ""));
+    }
     return StoreInode(ino, *target);
   }
 
