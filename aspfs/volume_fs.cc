@@ -969,6 +969,9 @@ Result<std::string> VolumeFs::GetXattr(uint64_t ino, const std::string& name) {
   if (name.size() > kXattrNameMax) return Error(Code::kRange, "attribute name too long");
   auto rec = LoadInode(ino);
   if (!rec.ok()) return rec.status();
+  // The kernel asks every new file for security.capability before its first
+  // write: answered without a read (and a cached miss) per file.
+  if (!(rec->flags & kInodeMayHaveXattrs)) return Error(Code::kNoData, "no such attribute");
   auto raw = store_->Get(key::Xattr(vol_->id(), InodeId{ino}, name));
   if (!raw.ok()) return raw.status();
   if (!*raw) return Error(Code::kNoData, "no such attribute");
