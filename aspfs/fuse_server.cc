@@ -277,7 +277,8 @@ void ReadDirCommon(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool 
   size_t used = 0;
   VolumeFs* fs = Fs(req);
   std::vector<uint64_t> counted;  // lookups to undo if the reply is lost
-  Status status = fs->ReadDir(ino, off, [&](const DirEntry& entry) {
+  // Adds entry to buf; false if it does not fit.
+  auto add = [&](const DirEntry& entry) {
     size_t need;
     if (plus) {
       fuse_entry_param e;
@@ -307,6 +308,18 @@ void ReadDirCommon(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool 
       if (need > size - used) return false;
     }
     used += need;
+    return true;
+  };
+  Status status = fs->ReadDir(ino, off, [&](std::span<const DirEntry> group) {
+    const size_t group_used = used, group_counted = counted.size();
+    for (const DirEntry& entry : group) {
+      if (add(entry)) continue;
+      // All of the group or none: the kernel resumes after an offset.
+      used = group_used;
+      for (size_t i = group_counted; i < counted.size(); ++i) fs->Forget(counted[i], 1);
+      counted.resize(group_counted);
+      return false;
+    }
     return true;
   });
   if (!status.ok() && used == 0) {

@@ -857,28 +857,36 @@ Status VolumeFs::ReadDir(uint64_t ino, uint64_t offset, const EmitFn& emit) {
   auto rec = LoadInode(ino);
   if (!rec.ok()) return rec.status();
   if (!IsDir(rec->mode)) return Error(Code::kNotDir, "not a directory");
-  if (offset < 1 && !emit(DirEntry{".", ino, kTypeDir, 1})) return Status::Ok();
-  if (offset < 2 && !emit(DirEntry{"..", rec->parent, kTypeDir, 2})) return Status::Ok();
-  std::string prefix = key::CookiePrefix(vol_->id(), InodeId{ino});
+  const DirEntry dots[] = {{".", ino, kTypeDir, 1}, {"..", rec->parent, kTypeDir, 2}};
+  for (const DirEntry& dot : dots) {
+    if (offset < dot.next_offset && !emit({&dot, 1})) return Status::Ok();
+  }
+  std::string prefix = key::DirentPrefix(vol_->id(), InodeId{ino});
+  uint64_t from = std::max<uint64_t>(offset, 2) + 1;
+  if (from < offset) return Status::Ok();  // an offset past every cookie
+  std::vector<DirEntry> group;
+  bool stopped = false;
   Status bad;
   ASPFS_RETURN_IF_ERROR(store_->Scan(
-      key::Cookie(vol_->id(), InodeId{ino}, std::max<uint64_t>(offset + 1, 3)), key::PrefixEnd(prefix),
-      [&](std::string_view k, std::string_view name) {
-        uint64_t cookie = key::DecodeBigEndian(k.substr(prefix.size()));
-        auto raw = store_->Get(key::Dirent(vol_->id(), InodeId{ino}, name));
-        if (!raw.ok()) {
-          bad = raw.status();
+      key::DirentFrom(vol_->id(), InodeId{ino}, from), key::PrefixEnd(prefix),
+      [&](std::string_view k, std::string_view value) {
+        uint64_t cookie;
+        std::string_view name;
+        auto entry = DirentRecord::Decode(value);
+        if (!key::SplitDirent(k, prefix.size(), &cookie, &name) || !entry.ok()) {
+          bad = Error(Code::kCorrupt, "directory " + std::to_string(ino) + ": bad entry");
           return false;
         }
-        if (!*raw) return true;  // removed since the scan began
-        auto entry = DirentRecord::Decode(**raw);
-        if (!entry.ok()) {
-          bad = entry.status();
-          return false;
+        if (!group.empty() && group.back().next_offset != cookie) {
+          if (!emit(group)) return !(stopped = true);
+          group.clear();
         }
-        return emit(DirEntry{std::string(name), entry->ino, entry->type, cookie});
+        group.push_back(DirEntry{std::string(name), entry->ino, entry->type, cookie});
+        return true;
       }));
-  return bad;
+  if (!bad.ok()) return bad;
+  if (!stopped && !group.empty()) emit(group);
+  return Status::Ok();
 }
 
 Result<struct statvfs> VolumeFs::StatFs() {

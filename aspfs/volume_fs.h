@@ -18,6 +18,7 @@
 #include <memory>
 #include <functional>
 #include <mutex>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -115,8 +116,11 @@ class VolumeFs {
   Status Sync() { return store_->Sync(); }
   size_t buffered_bytes() const { return buffered_bytes_.load(); }
 
-  // Entries after offset (0 starts with "." and ".."), until emit returns false.
-  using EmitFn = std::function<bool(const DirEntry&)>;
+  // Entries after offset (0 starts with "." and ".."), until emit returns
+  // false. Entries come in groups that share an offset (names whose cookies
+  // collide, in practice always one): emit takes a whole group or none of it,
+  // since the kernel resumes after an offset.
+  using EmitFn = std::function<bool(std::span<const DirEntry>)>;
   Status ReadDir(uint64_t ino, uint64_t offset, const EmitFn& emit);
 
   Result<struct statvfs> StatFs();

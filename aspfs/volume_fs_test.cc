@@ -286,5 +286,42 @@ TEST_F(VolumeFsTest, MalformedAclsAreInvalidAndNotStored) {
   EXPECT_EQ(0100644u, fs_->GetAttr(ino)->st_mode);
 }
 
+// Names whose cookies collide share a readdir offset: ReadDir hands them
+// over together, so that a reply never ends between them (the kernel would
+// resume after their offset and lose the rest). Collisions of 62-bit hashes
+// do not happen by chance: the entries are written under a chosen cookie.
+TEST_F(VolumeFsTest, ReadDirNeverSplitsNamesThatShareACookie) {
+  const std::string dir = key::DirentPrefix(vol_->id(), InodeId{1});
+  auto put = [&](uint64_t cookie, const std::string& name) {
+    std::string k = key::DirentFrom(vol_->id(), InodeId{1}, cookie) + name;
+    ASSERT_TRUE(store_->WriteStateForTest(k, DirentRecord{1, kTypeDir}.Encode()).ok());
+  };
+  put(100, "a");
+  put(200, "b1");
+  put(200, "b2");
+  put(300, "c");
+  // A reader with room for two entries at a time.
+  auto read = [&](uint64_t offset) {
+    std::vector<std::string> got;
+    uint64_t last = offset;
+    EXPECT_TRUE(fs_->ReadDir(1, offset, [&](std::span<const DirEntry> group) {
+      if (got.size() + group.size() > 2) return false;
+      for (const DirEntry& e : group) {
+        got.push_back(e.name);
+        last = e.next_offset;
+      }
+      return true;
+    }).ok());
+    return std::make_pair(got, last);
+  };
+  auto [first, after_first] = read(2);  // past "." and ".."
+  EXPECT_EQ((std::vector<std::string>{"a"}), first);  // b1 and b2 do not both fit
+  auto [second, after_second] = read(after_first);
+  EXPECT_EQ((std::vector<std::string>{"b1", "b2"}), second);
+  auto [third, after_third] = read(after_second);
+  EXPECT_EQ((std::vector<std::string>{"c"}), third);
+  EXPECT_TRUE(read(after_third).first.empty());
+}
+
 }  // namespace
 }  // namespace aspfs

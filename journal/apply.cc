@@ -39,7 +39,6 @@ class Applier {
     root.nlink = 2;
     root.atime_ns = root.mtime_ns = root.ctime_ns = now_;
     root.parent = kRootInode.value;
-    root.next_cookie = 3;
     usage_.inodes += 1;
     usage_.next_ino = std::max<uint64_t>(usage_.next_ino, 2);
     ASPFS_RETURN_IF_ERROR(StoreInode(kRootInode.value, root));
@@ -79,10 +78,7 @@ class Applier {
     rec.nlink = type == kTypeDir ? 2 : 1;
     rec.rdev = (type == kTypeChar || type == kTypeBlock) ? o.rdev : 0;
     rec.atime_ns = rec.mtime_ns = rec.ctime_ns = now_;
-    if (type == kTypeDir) {
-      rec.parent = o.parent;
-      rec.next_cookie = 3;
-    }
+    if (type == kTypeDir) rec.parent = o.parent;
     if (type == kTypeSymlink) {
       if (o.symlink_target.empty()) return Error(Code::kNotFound, "empty symlink target");
       if (o.symlink_target.size() >= 4096) return Error(Code::kNameTooLong, "symlink target too long");
@@ -404,9 +400,7 @@ class Applier {
 
   // Adds name -> ino to parent (whose record the caller holds) and stores parent.
   Status AddEntry(uint64_t parent_ino, InodeRecord* parent, const std::string& name, uint64_t ino, uint32_t type) {
-    DirentRecord entry{ino, type, parent->next_cookie++};
-    ASPFS_RETURN_IF_ERROR(delta_->Put(key::Dirent(vol_, InodeId{parent_ino}, name), entry.Encode()));
-    ASPFS_RETURN_IF_ERROR(delta_->PutAbsent(key::Cookie(vol_, InodeId{parent_ino}, entry.cookie), name));
+    ASPFS_RETURN_IF_ERROR(delta_->Put(key::Dirent(vol_, InodeId{parent_ino}, name), DirentRecord{ino, type}.Encode()));
     parent->entries += 1;
     if (type == kTypeDir) parent->nlink += 1;
     parent->mtime_ns = parent->ctime_ns = now_;
@@ -417,7 +411,6 @@ class Applier {
   // count, as its ".." is gone); the caller stores parent.
   Status RemoveEntry(uint64_t parent_ino, InodeRecord* parent, const std::string& name, const DirentRecord& entry) {
     ASPFS_RETURN_IF_ERROR(delta_->Delete(key::Dirent(vol_, InodeId{parent_ino}, name)));
-    ASPFS_RETURN_IF_ERROR(delta_->Delete(key::Cookie(vol_, InodeId{parent_ino}, entry.cookie)));
     parent->entries -= 1;
     if (entry.type == kTypeDir) parent->nlink -= 1;
     parent->mtime_ns = parent->ctime_ns = now_;

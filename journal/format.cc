@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include <xxhash.h>
+
 namespace aspfs {
 namespace {
 
@@ -82,6 +84,11 @@ std::string Position::ToString() const {
   return buf;
 }
 
+uint64_t DirentCookie(std::string_view name) {
+  // 62 bits: the kernel's directory offsets are signed.
+  return (XXH3_64bits(name.data(), name.size()) >> 2) + 3;
+}
+
 namespace key {
 std::string VolumePrefix(VolumeId vol) {
   std::string k;
@@ -91,17 +98,22 @@ std::string VolumePrefix(VolumeId vol) {
 std::string VolumeEnd(VolumeId vol) { return VolumePrefix(VolumeId{vol.value + 1}); }
 std::string Inode(VolumeId vol, InodeId ino) { return Prefix(vol, kTagInode, ino.value); }
 std::string Dirent(VolumeId vol, InodeId parent, std::string_view name) {
-  std::string k = Prefix(vol, kTagDirent, parent.value);
+  std::string k = DirentFrom(vol, parent, DirentCookie(name));
   k.append(name);
   return k;
 }
 std::string DirentPrefix(VolumeId vol, InodeId parent) { return Prefix(vol, kTagDirent, parent.value); }
-std::string Cookie(VolumeId vol, InodeId parent, uint64_t cookie) {
-  std::string k = Prefix(vol, kTagCookie, parent.value);
+std::string DirentFrom(VolumeId vol, InodeId parent, uint64_t cookie) {
+  std::string k = Prefix(vol, kTagDirent, parent.value);
   PutBigEndian(&k, cookie);
   return k;
 }
-std::string CookiePrefix(VolumeId vol, InodeId parent) { return Prefix(vol, kTagCookie, parent.value); }
+bool SplitDirent(std::string_view key, size_t prefix_size, uint64_t* cookie, std::string_view* name) {
+  if (key.size() <= prefix_size + 8) return false;
+  *cookie = DecodeBigEndian(key.substr(prefix_size, 8));
+  *name = key.substr(prefix_size + 8);
+  return true;
+}
 std::string Extent(VolumeId vol, InodeId ino, uint64_t block) {
   std::string k = Prefix(vol, kTagExtent, ino.value);
   PutBigEndian(&k, block);
@@ -126,6 +138,7 @@ std::string VolumeName(std::string_view name) {
 }
 std::string VolumeMetaKey(VolumeId vol) { return Prefix(kNodeVolume, kTagVolumeMeta, vol.value); }
 std::string NextVolume() { return Prefix(kNodeVolume, kTagNextVolume); }
+std::string Format() { return Prefix(kNodeVolume, kTagFormat); }
 std::string Journal(VolumeId vol, uint64_t txid) {
   std::string k;
   PutBigEndian(&k, vol.value);
@@ -146,6 +159,11 @@ std::string PrefixEnd(std::string prefix) {
 bool IsStateKey(std::string_view k) {
   return k.size() >= 9 && DecodeBigEndian(k.substr(0, 8)) != 0 && k[8] != kTagPosition;
 }
+std::string EncodeBigEndian(uint64_t v) {
+  std::string out;
+  PutBigEndian(&out, v);
+  return out;
+}
 uint64_t DecodeBigEndian(std::string_view bytes) {
   uint64_t v = 0;
   for (size_t i = 0; i < 8 && i < bytes.size(); ++i) v = (v << 8) | static_cast<unsigned char>(bytes[i]);
@@ -155,7 +173,7 @@ uint64_t DecodeBigEndian(std::string_view bytes) {
 
 std::string InodeRecord::Encode() const {
   Writer w;
-  w.U32(2);  // record version
+  w.U32(3);  // record version
   w.U32(mode);
   w.U32(uid);
   w.U32(gid);
@@ -168,7 +186,6 @@ std::string InodeRecord::Encode() const {
   w.U64(alloc_bytes);
   w.U64(parent);
   w.U64(entries);
-  w.U64(next_cookie);
   w.U32(flags);
   w.Str(inline_data);
   return w.Take();
@@ -178,10 +195,10 @@ Result<InodeRecord> InodeRecord::Decode(std::string_view bytes) {
   Reader r(bytes);
   InodeRecord rec;
   uint32_t version;
-  if (!r.U32(&version) || version != 2 || !r.U32(&rec.mode) || !r.U32(&rec.uid) || !r.U32(&rec.gid) ||
+  if (!r.U32(&version) || version != 3 || !r.U32(&rec.mode) || !r.U32(&rec.uid) || !r.U32(&rec.gid) ||
       !r.U32(&rec.nlink) || !r.U64(&rec.rdev) || !r.U64(&rec.size) || !r.I64(&rec.atime_ns) ||
       !r.I64(&rec.mtime_ns) || !r.I64(&rec.ctime_ns) || !r.U64(&rec.alloc_bytes) || !r.U64(&rec.parent) ||
-      !r.U64(&rec.entries) || !r.U64(&rec.next_cookie) || !r.U32(&rec.flags) || !r.Str(&rec.inline_data) ||
+      !r.U64(&rec.entries) || !r.U32(&rec.flags) || !r.Str(&rec.inline_data) ||
       !r.Done()) {
     return Corrupt("inode");
   }
@@ -192,14 +209,13 @@ std::string DirentRecord::Encode() const {
   Writer w;
   w.U64(ino);
   w.U32(type);
-  w.U64(cookie);
   return w.Take();
 }
 
 Result<DirentRecord> DirentRecord::Decode(std::string_view bytes) {
   Reader r(bytes);
   DirentRecord rec;
-  if (!r.U64(&rec.ino) || !r.U32(&rec.type) || !r.U64(&rec.cookie) || !r.Done()) return Corrupt("dirent");
+  if (!r.U64(&rec.ino) || !r.U32(&rec.type) || !r.Done()) return Corrupt("dirent");
   return rec;
 }
 

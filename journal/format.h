@@ -48,8 +48,7 @@ inline constexpr uint64_t kMaxFileSize = 1ull << 44;  // 16 TiB, as ext4
 // Key tags. Within a volume (prefix: 8-byte volume id), every key but
 // kTagPosition is volume state and enters the state checksum.
 inline constexpr char kTagInode = 'I';      // ino -> InodeRecord
-inline constexpr char kTagDirent = 'D';     // parent, name -> DirentRecord
-inline constexpr char kTagCookie = 'C';     // parent, cookie -> name
+inline constexpr char kTagDirent = 'D';     // parent, cookie, name -> DirentRecord
 inline constexpr char kTagExtent = 'E';     // ino, block -> ExtentRecord
 inline constexpr char kTagXattr = 'X';      // ino, name -> value
 inline constexpr char kTagOrphan = 'O';     // ino -> "" (nlink 0, not purged)
@@ -62,15 +61,29 @@ inline constexpr VolumeId kNodeVolume{0};
 inline constexpr char kTagVolumeName = 'N';  // name -> volume id
 inline constexpr char kTagVolumeMeta = 'V';  // id -> VolumeMeta
 inline constexpr char kTagNextVolume = 'S';  // -> next volume id
+inline constexpr char kTagFormat = 'F';      // -> the store's format version
+
+// Version of the store's layout (keys and records); a store of another
+// version is refused at open.
+inline constexpr uint32_t kStoreFormat = 2;
+
+// A directory entry's readdir cookie: from its name's hash, as on ext4, so
+// that an entry keeps its place while the directory changes and needs no
+// record of its own. 3 and up: 1 and 2 are "." and "..".
+uint64_t DirentCookie(std::string_view name);
 
 namespace key {
 std::string VolumePrefix(VolumeId vol);
 std::string VolumeEnd(VolumeId vol);  // first key after the volume
 std::string Inode(VolumeId vol, InodeId ino);
+// A directory's entries sort by cookie, then name (names with the same
+// cookie, a hash collision, sit side by side).
 std::string Dirent(VolumeId vol, InodeId parent, std::string_view name);
 std::string DirentPrefix(VolumeId vol, InodeId parent);
-std::string Cookie(VolumeId vol, InodeId parent, uint64_t cookie);
-std::string CookiePrefix(VolumeId vol, InodeId parent);
+// The first key of the entries whose cookie is cookie or more.
+std::string DirentFrom(VolumeId vol, InodeId parent, uint64_t cookie);
+// Splits a key under prefix (DirentPrefix) into cookie and name.
+bool SplitDirent(std::string_view key, size_t prefix_size, uint64_t* cookie, std::string_view* name);
 std::string Extent(VolumeId vol, InodeId ino, uint64_t block);
 std::string ExtentPrefix(VolumeId vol, InodeId ino);
 std::string Xattr(VolumeId vol, InodeId ino, std::string_view name);
@@ -83,6 +96,7 @@ std::string PositionKey(VolumeId vol);
 std::string VolumeName(std::string_view name);
 std::string VolumeMetaKey(VolumeId vol);
 std::string NextVolume();
+std::string Format();
 std::string Journal(VolumeId vol, uint64_t txid);  // journal column family
 
 // Prefix end for range scans: the smallest key greater than every key with
@@ -90,6 +104,7 @@ std::string Journal(VolumeId vol, uint64_t txid);  // journal column family
 std::string PrefixEnd(std::string prefix);
 // True for keys that are part of a volume's checksummed state.
 bool IsStateKey(std::string_view key);
+std::string EncodeBigEndian(uint64_t v);
 uint64_t DecodeBigEndian(std::string_view bytes);
 }  // namespace key
 
@@ -125,7 +140,6 @@ struct InodeRecord {
   uint64_t alloc_bytes = 0;   // bytes charged to quota (st_blocks * 512)
   uint64_t parent = 0;        // directories: the containing directory
   uint64_t entries = 0;       // directories: number of entries
-  uint64_t next_cookie = 0;   // directories: next readdir cookie
   uint32_t flags = 0;         // kInodeMayHave*: lets readers skip scans that would find nothing
   std::string inline_data;    // small files and symlink targets
 
@@ -136,7 +150,6 @@ struct InodeRecord {
 struct DirentRecord {
   uint64_t ino = 0;
   uint32_t type = 0;  // S_IFMT bits of the target
-  uint64_t cookie = 0;
   std::string Encode() const;
   static Result<DirentRecord> Decode(std::string_view bytes);
 };

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "journal/format.h"
 
 namespace aspfs {
@@ -66,6 +68,35 @@ TEST(StateDeltaTest, ReadsItsOwnWritesScansMergedAndKeepsTheChecksum) {
   delta.ApplyTo(&applied);
   EXPECT_EQ(want.entries(), applied.entries());
   EXPECT_EQ(4u, delta.ReleaseChanges().size());
+}
+
+TEST(DirentKeyTest, EntriesSortByCookieAndSplitBackIntoCookieAndName) {
+  const std::string prefix = key::DirentPrefix(kVol, InodeId{5});
+  std::vector<std::pair<std::string, std::string>> keys;  // key, name
+  const std::vector<std::string> names = {"a", "b", "file.txt", "x", std::string(255, 'n')};
+  for (const std::string& name : names) {
+    keys.emplace_back(key::Dirent(kVol, InodeId{5}, name), name);
+  }
+  std::sort(keys.begin(), keys.end());
+  uint64_t last = 0;
+  for (const auto& [k, name] : keys) {
+    ASSERT_EQ(0u, k.compare(0, prefix.size(), prefix));
+    uint64_t cookie;
+    std::string_view split;
+    ASSERT_TRUE(key::SplitDirent(k, prefix.size(), &cookie, &split));
+    EXPECT_EQ(name, split);
+    EXPECT_EQ(DirentCookie(name), cookie);
+    EXPECT_GE(cookie, 3u);  // 1 and 2 are "." and ".."
+    EXPECT_LT(cookie, uint64_t{1} << 63);  // a positive off_t
+    EXPECT_GT(cookie, last);
+    last = cookie;
+    // A scan from an entry's cookie starts at that entry.
+    EXPECT_LE(key::DirentFrom(kVol, InodeId{5}, cookie), k);
+    EXPECT_GT(key::DirentFrom(kVol, InodeId{5}, cookie + 1), k);
+  }
+  uint64_t cookie;
+  std::string_view name;
+  EXPECT_FALSE(key::SplitDirent(prefix + "short", prefix.size(), &cookie, &name));
 }
 
 }  // namespace

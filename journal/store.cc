@@ -274,8 +274,32 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
   if (!chunk_log.ok()) return chunk_log.status();
   store->chunk_log_ = std::move(*chunk_log);
   store->writer_ = std::thread([raw = store.get()] { raw->WriterLoop(); });
+  ASPFS_RETURN_IF_ERROR(store->CheckFormat());
   ASPFS_RETURN_IF_ERROR(store->LoadVolumes());
   return store;
+}
+
+Status Store::CheckFormat() {
+  auto format = Get(key::Format());
+  if (!format.ok()) return format.status();
+  if (*format) {
+    uint64_t version = key::DecodeBigEndian(**format);
+    if (version == kStoreFormat) return Status::Ok();
+    return Error(Code::kInvalid, "store " + dir_ + " has format " + std::to_string(version) +
+                                     "; this aspfsd reads format " + std::to_string(kStoreFormat));
+  }
+  auto next = Get(key::NextVolume());
+  if (!next.ok()) return next.status();
+  if (*next) {
+    // Volumes but no format record: made before formats were recorded.
+    return Error(Code::kInvalid, "store " + dir_ + " was made by an older aspfsd (format 1); this aspfsd reads format " +
+                                     std::to_string(kStoreFormat));
+  }
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  state_cache_.Invalidate(key::Format());  // its absence was cached just above
+  return FromRocks(db_->Put(sync, meta_, key::Format(), key::EncodeBigEndian(kStoreFormat)),
+                   "store: record format of " + dir_);
 }
 
 Status Store::LoadVolumes() {

@@ -195,6 +195,8 @@ class Store {
   // REQUIRES(queue_mu_ held by lock, !writing_)
   void WriteGroup(std::unique_lock<std::mutex>& lock);
   Status WriteQueued(std::vector<QueuedCommit>* commits);
+  // Refuses a store of another layout; records ours in a new store.
+  Status CheckFormat();
   Result<std::optional<std::string>> GetStored(std::string_view key) const;
   Status ScanStored(std::string_view lo, std::string_view hi, const StateReader::ScanFn& fn) const;
   Result<std::string> ChunkIndexEntry(const ChunkId& id) const;

@@ -71,6 +71,17 @@ TEST_F(StoreTest, VerifyNoticesStateThatDiffersFromJournal) {
   EXPECT_EQ(Code::kCorrupt, store_->VerifyVolume(vol).code());
 }
 
+TEST_F(StoreTest, AStoreOfAnotherFormatIsRefusedWithItsVersion) {
+  Create("v");
+  Reopen();  // ours: opens
+  ASSERT_TRUE(store_->WriteStateForTest(key::Format(), key::EncodeBigEndian(kStoreFormat + 1)).ok());
+  store_.reset();
+  auto refused = Store::Open(dir_);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(std::string::npos, refused.status().message().find("format " + std::to_string(kStoreFormat + 1)))
+      << refused.status().ToString();
+}
+
 TEST_F(StoreTest, NamesAreValidatedAndUnique) {
   EXPECT_EQ(Code::kInvalid, store_->CreateVolume("", {}).status().code());
   EXPECT_EQ(Code::kInvalid, store_->CreateVolume("a/b", {}).status().code());
@@ -214,7 +225,10 @@ TEST_F(StoreTest, CommitsAreReadBeforeTheWriterWritesThem) {
   std::vector<std::string> names;
   std::string root = key::DirentPrefix(vol->id(), InodeId{1});
   ASSERT_TRUE(store_->Scan(root, key::PrefixEnd(root), [&](std::string_view k, std::string_view) {
-    names.emplace_back(k.substr(root.size()));
+    uint64_t cookie;
+    std::string_view name;
+    EXPECT_TRUE(key::SplitDirent(k, root.size(), &cookie, &name));
+    names.emplace_back(name);
     return true;
   }).ok());
   EXPECT_EQ(std::vector<std::string>{"d"}, names);
