@@ -570,9 +570,11 @@ Status Store::CorruptChunkForTest(const ChunkId& id) {
   return FromRocks(db_->Put(rocksdb::WriteOptions(), chunk_index_, id.Bytes(), raw), "corrupt chunk");
 }
 
-Status Store::WriteStateForTest(const std::string& k, const std::string& value) {
+Status Store::WriteStateForTest(const std::string& k, const std::optional<std::string>& value) {
   ASPFS_RETURN_IF_ERROR(Drain());
-  Status s = FromRocks(db_->Put(rocksdb::WriteOptions(), meta_, k, value), "tamper state");
+  Status s = FromRocks(value ? db_->Put(rocksdb::WriteOptions(), meta_, k, *value)
+                             : db_->Delete(rocksdb::WriteOptions(), meta_, k),
+                       "tamper state");
   state_cache_.Invalidate(k);
   return s;
 }

@@ -154,7 +154,7 @@ class Store {
 
   // Test hooks: overwrite a stored chunk body; write a state key around the journal.
   Status CorruptChunkForTest(const ChunkId& id);
-  Status WriteStateForTest(const std::string& key, const std::string& value);
+  Status WriteStateForTest(const std::string& key, const std::optional<std::string>& value);  // nullopt: delete
   void ForgetCachedStateForTest() { state_cache_.Clear(); }
   // While held, the writer writes nothing: commits stay in PendingState.
   // Drain and Sync wait until released.

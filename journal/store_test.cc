@@ -82,6 +82,22 @@ TEST_F(StoreTest, AStoreOfAnotherFormatIsRefusedWithItsVersion) {
       << refused.status().ToString();
 }
 
+TEST_F(StoreTest, AStoreWithVolumesButNoFormatRecordIsRefusedAsFormatOne) {
+  Create("v");
+  ASSERT_TRUE(store_->WriteStateForTest(key::Format(), std::nullopt).ok());
+  store_.reset();
+  auto refused = Store::Open(dir_);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(std::string::npos, refused.status().message().find("older aspfsd (format 1)"))
+      << refused.status().ToString();
+}
+
+TEST_F(StoreTest, ANewStoreRecordsItsFormat) {
+  auto format = store_->Get(key::Format());
+  ASSERT_TRUE(format.ok() && format->has_value());
+  EXPECT_EQ(kStoreFormat, key::DecodeBigEndian(**format));
+}
+
 TEST_F(StoreTest, NamesAreValidatedAndUnique) {
   EXPECT_EQ(Code::kInvalid, store_->CreateVolume("", {}).status().code());
   EXPECT_EQ(Code::kInvalid, store_->CreateVolume("a/b", {}).status().code());
