@@ -5,6 +5,7 @@
 namespace aspfs {
 
 void PendingState::Add(uint64_t seq, std::shared_ptr<const KeyChanges> changes) {
+  if (changes->empty()) return;  // most commits change no chunk index entry
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [key, value] : *changes) {
     auto [it, inserted] = newest_.try_emplace(key, Entry{&value, seq});

@@ -94,15 +94,6 @@ Status StateDelta::Delete(const std::string& key) {
   return Status::Ok();
 }
 
-std::vector<KeyChange> StateDelta::Changes() const {
-  std::vector<KeyChange> out;
-  for (const auto& [key, slot] : slots_) {
-    if (slot.changed) out.emplace_back(key, slot.value);
-  }
-  std::sort(out.begin(), out.end(), [](const KeyChange& a, const KeyChange& b) { return a.first < b.first; });
-  return out;
-}
-
 std::vector<KeyChange> StateDelta::ReleaseChanges() {
   std::vector<KeyChange> out;
   for (auto it = slots_.begin(); it != slots_.end();) {

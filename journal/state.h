@@ -91,9 +91,8 @@ class StateDelta final : public StateReader {
   Status Delete(const std::string& key);
 
   uint64_t checksum() const { return checksum_; }
-  // The changes in key order (nullopt: delete), copied.
-  std::vector<KeyChange> Changes() const;
-  // Moves the changes out, in no particular order; the delta is empty after.
+  // Moves the changes out (nullopt: delete), in no particular order; the
+  // delta is empty after.
   std::vector<KeyChange> ReleaseChanges();
   void ApplyTo(MemState* state) const;
 

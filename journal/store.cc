@@ -361,7 +361,7 @@ Result<Volume*> Store::CreateVolume(const std::string& name, const VolumeCreateO
   ASPFS_RETURN_IF_ERROR(Apply(id, txn, &delta));
   txn.checksum = delta.checksum();
   rocksdb::WriteBatch batch;
-  const KeyChanges changes = delta.Changes();
+  const KeyChanges changes = delta.ReleaseChanges();
   for (const auto& [k, v] : changes) batch.Put(meta_, k, *v);
   Position pos{0, 1, txn.checksum};
   batch.Put(journal_, key::Journal(id, 1), EncodeTxn(txn));
