@@ -172,9 +172,11 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   // the size stays, as Linux does; the kernel does not always ask for it.
   if (fi && (to_set & FUSE_SET_ATTR_SIZE) && !(to_set & FUSE_SET_ATTR_MTIME)) to_set |= FUSE_SET_ATTR_MTIME_NOW;
   // Ours to clear, with KILLPRIV_V2: on chown of a non-directory always (as
-  // Linux does, root included), on truncate when the kernel says so.
+  // Linux does, root included), on truncate when the kernel says so. A
+  // SETATTR with nothing to set is chown(-1, -1): the kernel drops the
+  // ctime-only change it makes to an empty request.
   Caller caller = CallerOf(req);
-  bool chown = Server(req)->kills_privileges() && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID));
+  bool chown = Server(req)->kills_privileges() && (to_set == 0 || (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)));
   caller.fsetid = chown && caller.uid == 0;
   auto st = Fs(req)->SetAttr(ino, *attr, to_set, KillSuidSgid(req) || chown, caller);
   if (!st.ok()) return ReplyError(req, st.status());

@@ -1508,6 +1508,9 @@ TEST_F(DifferentialTest, SetuidSetgidClearingMatchesExt4) {
     step("chown-root", 06755, 1000, false, [&] { chown(path.c_str(), 0, 0); });
     step("chown-root-sgid-noexec", 02745, 1000, false, [&] { chown(path.c_str(), 0, 0); });
     step("chown-self-1000", 06755, 1000, true, [&] { chown(path.c_str(), 1000, -1); });
+    // chown(-1, -1) changes no id, yet clears the bits as any chown does.
+    step("chown-nothing-root", 06711, 1000, false, [&] { chown(path.c_str(), -1, -1); });
+    step("chown-nothing-1000", 06711, 1000, true, [&] { chown(path.c_str(), -1, -1); });
     return r;
   };
   std::string want = run(ref_);
