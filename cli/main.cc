@@ -202,7 +202,10 @@ int Run(int argc, char** argv) {
   });
 
   auto* verify = volume->add_subcommand(
-      "verify", "Replay the volume's journal from its first txn and compare the result, key by key, with its state");
+      "verify",
+      "Replay the volume's journal from its first txn and compare the result, key by key, with its state; check "
+      "the state's structure (link counts, entries, parents, orphans, block charges, usage) and read every chunk "
+      "it references against its hash");
   verify->add_option("NAME", name, "Volume name")->required();
   add_json(verify);
   verify->callback([&] {
@@ -211,11 +214,26 @@ int Run(int argc, char** argv) {
       req.setName(name);
       auto res = req.send().wait(ws);
       Check(res.getError());
+      auto counts = res.getCheck();
       if (as_json) {
-        printf("%s\n", json{{"volume", name}, {"consistent", true}, {"txid", res.getInfo().getTxid()}}.dump(2).c_str());
+        printf("%s\n", json{{"volume", name},
+                            {"consistent", true},
+                            {"txid", res.getInfo().getTxid()},
+                            {"inodes", counts.getInodes()},
+                            {"entries", counts.getEntries()},
+                            {"extents", counts.getExtents()},
+                            {"xattrs", counts.getXattrs()},
+                            {"orphans", counts.getOrphans()},
+                            {"chunks", counts.getChunks()}}
+                            .dump(2)
+                            .c_str());
       } else {
-        printf("volume %s: state equals its journal replayed to txid %llu\n", name.c_str(),
-               static_cast<unsigned long long>(res.getInfo().getTxid()));
+        printf("volume %s: state equals its journal replayed to txid %llu; structure consistent (%llu inodes, %llu "
+               "entries, %llu extents, %llu xattrs, %llu orphans); %llu chunks read and match their hashes\n",
+               name.c_str(), static_cast<unsigned long long>(res.getInfo().getTxid()),
+               static_cast<unsigned long long>(counts.getInodes()), static_cast<unsigned long long>(counts.getEntries()),
+               static_cast<unsigned long long>(counts.getExtents()), static_cast<unsigned long long>(counts.getXattrs()),
+               static_cast<unsigned long long>(counts.getOrphans()), static_cast<unsigned long long>(counts.getChunks()));
       }
     };
   });

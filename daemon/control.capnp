@@ -21,6 +21,16 @@ struct VolumeInfo {
   readOnly @11 :Bool;
 }
 
+# What `volume verify` found in a consistent volume (journal/check.h).
+struct StateCounts {
+  inodes @0 :UInt64;
+  entries @1 :UInt64;
+  extents @2 :UInt64;
+  xattrs @3 :UInt64;
+  orphans @4 :UInt64;
+  chunks @5 :UInt64;    # distinct chunks referenced, each read and checked against its hash
+}
+
 struct JournalEntry {
   txid @0 :UInt64;
   epoch @1 :UInt64;
@@ -48,5 +58,5 @@ interface Control {
   umount @5 (dir :Text) -> (error :Text);
   journalDump @6 (name :Text, from :UInt64, limit :UInt64) -> (error :Text, entries :List(JournalEntry));
   status @7 () -> (error :Text, status :NodeStatus);
-  verifyVolume @8 (name :Text) -> (error :Text, info :VolumeInfo);
+  verifyVolume @8 (name :Text) -> (error :Text, info :VolumeInfo, check :StateCounts);
 }

@@ -166,8 +166,18 @@ kj::Promise<void> ControlImpl::status(StatusContext context) {
 kj::Promise<void> ControlImpl::verifyVolume(VerifyVolumeContext context) {
   auto results = context.getResults();
   auto vol = store_->FindVolume(context.getParams().getName());
-  Status s = vol.ok() ? store_->VerifyVolume(*vol) : vol.status();
+  Result<StateCheck> check = vol.ok() ? store_->VerifyVolume(*vol) : Result<StateCheck>(vol.status());
+  Status s = check.status();
   if (s.ok()) s = FillInfo(*vol, results.initInfo());
+  if (s.ok()) {
+    auto counts = results.initCheck();
+    counts.setInodes(check->inodes);
+    counts.setEntries(check->entries);
+    counts.setExtents(check->extents);
+    counts.setXattrs(check->xattrs);
+    counts.setOrphans(check->orphans);
+    counts.setChunks(check->chunks.size());
+  }
   if (!s.ok()) results.setError(s.ToString());
   return kj::READY_NOW;
 }

@@ -258,6 +258,8 @@ class Applier {
     if (!rec.ok()) return rec.status();
     if (!IsRegular(rec->mode)) return Error(Code::kInvalid, "not a regular file");
     if (o.size > kMaxFileSize) return Error(Code::kTooBig, "file too large");
+    // Shrinking is Truncate's, which also drops the blocks past the end.
+    if (o.size < rec->size) return Error(Code::kInvalid, "blocks op below the file's size");
     if (!rec->inline_data.empty()) {
       Uncharge(&*rec, ChargedBytes(rec->inline_data.size()));
       rec->inline_data.clear();
@@ -284,6 +286,7 @@ class Applier {
         if (b.length == 0 || b.length > kBlockSize) return Error(Code::kInvalid, "bad block length");
         ext = ExtentRecord{b.chunk, b.length, {}};
       }
+      if (b.index * kBlockSize + ext.End() > o.size) return Error(Code::kInvalid, "block past the file's size");
       ASPFS_RETURN_IF_ERROR(delta_->Put(k, ext.Encode()));
       rec->flags |= kInodeMayHaveBlocks;
       Charge(&*rec, ChargedBytes(ext.End()));

@@ -317,9 +317,12 @@ TEST_F(ApplyTest, PagePatchesMergeIntoTheBlockAndTruncateTrimsThem) {
   EXPECT_EQ((std::vector<uint64_t>{0}), Blocks(f));
 
   // A whole-block write drops the patches.
-  ASSERT_TRUE(Do(op::SetBlocks{f, kBlockSize, {{0, {1, 7}, 65536, {}}}}).ok());
+  ASSERT_TRUE(Do(op::SetBlocks{f, kBlockSize + 3 * 4096, {{0, {1, 7}, 65536, {}}}}).ok());
   EXPECT_TRUE(extent(f, 0).patches.empty());
 
+  // Never below the file's size (that is a truncate), never past it.
+  EXPECT_EQ(Code::kInvalid, Do(op::SetBlocks{f, kBlockSize, {{0, {1, 1}, 100, {}}}}).code());
+  EXPECT_EQ(Code::kInvalid, Do(op::SetBlocks{f, 2 * kBlockSize, {{2, {1, 1}, 100, {}}}}).code());
   EXPECT_EQ(Code::kInvalid, Do(op::SetBlocks{f, kBlockSize, {{0, {1, 1}, 100, {patch(1, 1)}}}}).code());
   EXPECT_EQ(Code::kInvalid, Do(op::SetBlocks{f, kBlockSize, {{0, {}, 0, {patch(16, 1)}}}}).code());
   EXPECT_EQ(Code::kInvalid, Do(op::SetBlocks{f, kBlockSize, {{0, {}, 0, {PagePatch{1, 0, {9, 1}}}}}}).code());

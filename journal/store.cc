@@ -639,10 +639,32 @@ Status Store::ScanJournal(VolumeId vol, uint64_t from, const JournalFn& fn) cons
   return FromRocks(it->status(), "journal: scan");
 }
 
-Status Store::VerifyVolume(Volume* vol) const {
+Result<StateCheck> Store::VerifyVolume(Volume* vol) const {
+  MemState replayed;
+  ASPFS_RETURN_IF_ERROR(CompareWithReplay(vol, &replayed));
+  // The replay equals the stored state at a moment; the rest works on the
+  // replay, with the volume free to move on. Chunks are immutable.
+  auto check = CheckVolumeState(vol->id(), replayed);
+  if (!check.ok()) return check.status();
+  uint64_t unreadable = 0;
+  std::string first;
+  for (const ChunkId& id : check->chunks) {
+    auto chunk = ReadChunk(id);
+    if (chunk.ok()) continue;
+    if (unreadable++ == 0) first = chunk.status().message();
+  }
+  if (unreadable) {
+    return Error(Code::kCorrupt, std::to_string(unreadable) + " of " + std::to_string(check->chunks.size()) +
+                                     " chunks unreadable: " + first + (unreadable > 1 ? " (and others)" : ""));
+  }
+  if (!check->ok()) return Error(Code::kCorrupt, "state structure: " + check->Summary());
+  return check;
+}
+
+Status Store::CompareWithReplay(Volume* vol, MemState* replayed_out) const {
   // Hold the volume's commit lock so the state does not move under the comparison.
   std::lock_guard<std::mutex> lock(vol->mu_);
-  MemState replayed;
+  MemState& replayed = *replayed_out;
   uint64_t checksum = 0, expect_txid = 1;
   Status failure;
   ASPFS_RETURN_IF_ERROR(ScanJournal(vol->id(), 1, [&](const Txn& txn) {

@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "journal/check.h"
 #include "journal/chunk_log.h"
 #include "journal/format.h"
 #include "journal/pending_state.h"
@@ -149,8 +150,10 @@ class Store {
   Status ScanJournal(VolumeId vol, uint64_t from, const JournalFn& fn) const;
 
   // Replays vol's whole journal into an empty state with apply() and compares
-  // the result, key by key, with the stored state and position.
-  Status VerifyVolume(Volume* vol) const;
+  // the result, key by key, with the stored state and position; then checks
+  // the state's structure (journal/check.h) and reads every chunk it
+  // references against its hash. kCorrupt names what is wrong.
+  Result<StateCheck> VerifyVolume(Volume* vol) const;
 
   // Test hooks: overwrite a stored chunk body; write a state key around the journal.
   Status CorruptChunkForTest(const ChunkId& id);
@@ -195,6 +198,8 @@ class Store {
   // REQUIRES(queue_mu_ held by lock, !writing_)
   void WriteGroup(std::unique_lock<std::mutex>& lock);
   Status WriteQueued(std::vector<QueuedCommit>* commits);
+  // VerifyVolume's first half: replay into *replayed and compare.
+  Status CompareWithReplay(Volume* vol, MemState* replayed) const;
   // Refuses a store of another layout; records ours in a new store.
   Status CheckFormat();
   Result<std::optional<std::string>> GetStored(std::string_view key) const;

@@ -68,7 +68,29 @@ TEST_F(StoreTest, VerifyNoticesStateThatDiffersFromJournal) {
   ASSERT_TRUE(store_->VerifyVolume(vol).ok());
   // A state write that bypasses the journal must be caught.
   ASSERT_TRUE(store_->WriteStateForTest(key::Xattr(vol->id(), InodeId{2}, "user.sneaky"), "x").ok());
-  EXPECT_EQ(Code::kCorrupt, store_->VerifyVolume(vol).code());
+  EXPECT_EQ(Code::kCorrupt, store_->VerifyVolume(vol).status().code());
+}
+
+TEST_F(StoreTest, VerifyCountsTheStateAndReadsEveryChunk) {
+  Volume* vol = Create("v");
+  std::string data(65536, 'c');
+  ChunkId id = HashChunk(data);
+  ASSERT_TRUE(store_->PutChunk(id, data).ok());
+  uint64_t ino = vol->AllocateInode();
+  ASSERT_TRUE(Commit(vol, op::Mknod{1, "f", ino, kTypeRegular | 0644, 0, 0, 0, ""}).ok());
+  ASSERT_TRUE(Commit(vol, op::SetBlocks{ino, 2 * kBlockSize, {{0, id, kBlockSize, {}}, {1, id, kBlockSize, {}}}}).ok());
+  ASSERT_TRUE(Commit(vol, op::Link{ino, 1, "g"}).ok());
+  auto check = store_->VerifyVolume(vol);
+  ASSERT_TRUE(check.ok()) << check.status().ToString();
+  EXPECT_EQ(2u, check->inodes);
+  EXPECT_EQ(2u, check->entries);
+  EXPECT_EQ(2u, check->extents);
+  EXPECT_EQ(1u, check->chunks.size());  // shared by both blocks, read once
+  // A chunk that no longer matches its hash fails the volume's verify.
+  ASSERT_TRUE(store_->CorruptChunkForTest(id).ok());
+  check = store_->VerifyVolume(vol);
+  EXPECT_EQ(Code::kCorrupt, check.status().code());
+  EXPECT_NE(std::string::npos, check.status().message().find("1 of 1 chunks unreadable")) << check.status().ToString();
 }
 
 TEST_F(StoreTest, AStoreOfAnotherFormatIsRefusedWithItsVersion) {

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -73,10 +74,13 @@ bool WriteAll(int fd, const std::string& data) {
     if (dfd < 0 || fsync(dfd) != 0) _exit(0);
     close(dfd);
     log << n << std::endl;
-    // Unsynced churn that the crash may cut anywhere.
-    for (int k = 0; k < 5; ++k) {
-      std::string p = mnt + "/churn/c" + std::to_string(rng() % 20);
-      switch (rng() % 4) {
+    // Unsynced churn that the crash may cut anywhere, of every kind of
+    // change; some files stay open after their last name goes, so a kill
+    // finds orphans too.
+    for (int k = 0; k < 8; ++k) {
+      auto churn = [&] { return mnt + "/churn/c" + std::to_string(rng() % 20); };
+      std::string p = churn();
+      switch (rng() % 10) {
         case 0: {
           int c = open(p.c_str(), O_CREAT | O_WRONLY, 0644);
           if (c >= 0) {
@@ -87,8 +91,17 @@ bool WriteAll(int fd, const std::string& data) {
           break;
         }
         case 1: unlink(p.c_str()); break;
-        case 2: rename(p.c_str(), (mnt + "/churn/c" + std::to_string(rng() % 20)).c_str()); break;
+        case 2: rename(p.c_str(), churn().c_str()); break;
         case 3: mkdir((p + "d").c_str(), 0755), rmdir((p + "d").c_str()); break;
+        case 4: link(p.c_str(), churn().c_str()); break;
+        case 5: truncate(p.c_str(), rng() % 200000); break;
+        case 6: setxattr(p.c_str(), "user.k", "value", 1 + rng() % 5, 0); break;
+        case 7: symlink("target", p.c_str()); break;
+        case 8: renameat2(AT_FDCWD, p.c_str(), AT_FDCWD, churn().c_str(), RENAME_EXCHANGE); break;
+        case 9:
+          // Held open past its unlink until the process dies.
+          if (open(p.c_str(), O_RDWR) >= 0) unlink(p.c_str());
+          break;
       }
     }
   }
@@ -150,7 +163,7 @@ TEST(CrashTest, KillNineMidWorkloadAtManyPoints) {
   close(fd);
 
   const std::string log_path = tmp.path() + "/durable.log";
-  const int kRounds = 16;
+  const int kRounds = 24;
   for (int round = 0; round < kRounds; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
     int before = LoggedCount(log_path);
