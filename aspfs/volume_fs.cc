@@ -893,12 +893,13 @@ Result<struct statvfs> VolumeFs::StatFs() {
   PurgeQueued();  // df right after rm -rf shows the space as free
   auto summary = store_->Summarize(vol_);
   if (!summary.ok()) return summary.status();
-  struct statvfs disk;
-  if (statvfs(store_->dir().c_str(), &disk) != 0) memset(&disk, 0, sizeof disk);
+  // The store's free space short of the reserve it keeps back: df shows 0
+  // when file data is refused.
+  SpaceGuard::Report disk = store_->space_guard().report();
+  uint64_t disk_free = disk.space.free_bytes > disk.reserve_bytes ? disk.space.free_bytes - disk.reserve_bytes : 0;
   struct statvfs st;
   memset(&st, 0, sizeof st);
   st.f_bsize = st.f_frsize = 4096;
-  uint64_t disk_free = uint64_t{disk.f_bavail} * disk.f_frsize;
   uint64_t used = summary->usage.bytes;
   uint64_t total = summary->quota.bytes ? summary->quota.bytes : used + disk_free;
   uint64_t avail = total > used ? total - used : 0;

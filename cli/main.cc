@@ -340,6 +340,10 @@ int Run(int argc, char** argv) {
                   {"rss_bytes", s.getRssBytes()},
                   {"version", s.getVersion().cStr()},
                   {"replication", "none (single node)"},
+                  {"disk_total_bytes", s.getDiskTotalBytes()},
+                  {"disk_free_bytes", s.getDiskFreeBytes()},
+                  {"disk_reserve_bytes", s.getDiskReserveBytes()},
+                  {"disk_full", s.getDiskFull()},
                   {"volumes", vols}};
         printf("%s\n", j.dump(2).c_str());
         return;
@@ -350,6 +354,11 @@ int Run(int argc, char** argv) {
              static_cast<unsigned long long>(s.getUptimeSeconds()), FormatSize(s.getRssBytes()).c_str());
       printf("store %s: %u volume(s), %zu mounted; replication: none (single node)\n", s.getStore().cStr(),
              s.getVolumes().size(), mounted);
+      if (s.getDiskTotalBytes()) {
+        printf("disk: %s free of %s, %s kept in reserve%s\n", FormatSize(s.getDiskFreeBytes()).c_str(),
+               FormatSize(s.getDiskTotalBytes()).c_str(), FormatSize(s.getDiskReserveBytes()).c_str(),
+               s.getDiskFull() ? "; FULL: file data is refused (ENOSPC) until space is freed" : "");
+      }
       PrintTable(s.getVolumes());
     };
   });

@@ -47,6 +47,11 @@ struct NodeStatus {
   rssBytes @4 :UInt64;
   version @5 :Text;
   volumes @6 :List(VolumeInfo);
+  # The store's file system; file data is refused below the reserve (diskFull).
+  diskTotalBytes @7 :UInt64;
+  diskFreeBytes @8 :UInt64;
+  diskReserveBytes @9 :UInt64;
+  diskFull @10 :Bool;
 }
 
 interface Control {

@@ -150,6 +150,11 @@ kj::Promise<void> ControlImpl::status(StatusContext context) {
                            .count());
   out.setRssBytes(RssBytes());
   out.setVersion(ASPFS_VERSION);
+  SpaceGuard::Report disk = store_->space_guard().report();
+  out.setDiskTotalBytes(disk.space.total_bytes);
+  out.setDiskFreeBytes(disk.space.free_bytes);
+  out.setDiskReserveBytes(disk.reserve_bytes);
+  out.setDiskFull(disk.full);
   auto list = store_->ListVolumes();
   if (!list.ok()) {
     results.setError(list.status().ToString());

@@ -90,6 +90,7 @@ int Run(int argc, char** argv) {
     fprintf(stderr, "aspfsd: %s\n", store.status().ToString().c_str());
     return 1;
   }
+  (*store)->space_guard().SetOnChange([](bool, const std::string& why) { Log("%s", why.c_str()); });
 
   std::filesystem::create_directories(std::filesystem::path(socket_path).parent_path(), ec);
   if (SocketAnswers(socket_path)) {

@@ -253,7 +253,7 @@ TEST_F(CheckTest, RandomOpsKeepEveryRelation) {
       ASSERT_TRUE(check.ok()) << "after step " << step << ": " << check.Summary();
     }
   }
-  EXPECT_GT(applied, kSteps / 5);  // the walk did change the state
+  EXPECT_GT(applied, kSteps / 10);  // the walk did change the state (typically a quarter applies)
 }
 
 }  // namespace

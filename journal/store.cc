@@ -100,6 +100,7 @@ Result<uint64_t> Store::Enqueue(QueuedCommit commit) {
   for (const auto& [k, v] : *commit.chunk_index) bytes += k.size() + (v ? v->size() : 0);
   for (const auto& [k, v] : commit.journal) bytes += k.size() + v.size();
   commit.bytes = bytes;
+  ASPFS_RETURN_IF_ERROR(space_guard_->Reserve(SpaceGuard::Use::kMetadata, bytes));
   std::unique_lock<std::mutex> lock(queue_mu_);
   written_cv_.wait(lock, [&] { return queued_bytes_ < kMaxQueuedBytes || !write_error_.ok(); });
   if (!write_error_.ok()) return write_error_;
@@ -273,6 +274,7 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
   auto chunk_log = ChunkLog::Open(dir + "/chunks");
   if (!chunk_log.ok()) return chunk_log.status();
   store->chunk_log_ = std::move(*chunk_log);
+  store->space_guard_ = SpaceGuard::ForDirectory(dir);
   store->writer_ = std::thread([raw = store.get()] { raw->WriterLoop(); });
   ASPFS_RETURN_IF_ERROR(store->CheckFormat());
   ASPFS_RETURN_IF_ERROR(store->LoadVolumes());
@@ -513,6 +515,9 @@ Status Store::StageChunks(const std::vector<ChunkData>& chunks, bool in_wal, Chu
     to_log.push_back(ChunkLog::Piece{chunks[i].id, body.header(), body.payload()});
     to_log_keys.push_back(i);
   }
+  uint64_t body_bytes = 0;
+  for (const EncodedChunk& body : bodies) body_bytes += body.size();
+  if (body_bytes) ASPFS_RETURN_IF_ERROR(space_guard_->Reserve(SpaceGuard::Use::kData, body_bytes));
   // Bodies reach the log before their index entries reach the WAL.
   auto locs = chunk_log_->AppendAll(to_log);
   if (!locs.ok()) return locs.status();

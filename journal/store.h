@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "journal/check.h"
+#include "journal/space_guard.h"
 #include "journal/chunk_log.h"
 #include "journal/format.h"
 #include "journal/pending_state.h"
@@ -145,6 +146,10 @@ class Store {
   Status Scan(std::string_view lo, std::string_view hi, const StateReader::ScanFn& fn) const;
   const StateReader& state() const { return state_reader_; }
 
+  // Free space on the store's file system; writes stop short of filling it
+  // (journal/space_guard.h).
+  SpaceGuard& space_guard() const { return *space_guard_; }
+
   // Journal entries of vol with txid >= from, in order, until fn returns false.
   using JournalFn = std::function<bool(const Txn& txn)>;
   Status ScanJournal(VolumeId vol, uint64_t from, const JournalFn& fn) const;
@@ -212,6 +217,7 @@ class Store {
   rocksdb::ColumnFamilyHandle* journal_ = nullptr;
   rocksdb::ColumnFamilyHandle* chunk_index_ = nullptr;  // chunk id -> ChunkLocation
   std::unique_ptr<ChunkLog> chunk_log_;
+  std::unique_ptr<SpaceGuard> space_guard_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   StoreStateReader state_reader_;
   // Every state key Get() reads or a commit writes; see state_cache.h.

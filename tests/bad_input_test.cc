@@ -2,11 +2,14 @@
 // keeps serving other volumes.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <random>
 
 #include "journal/store.h"
@@ -132,6 +135,86 @@ TEST_F(BadInputTest, CorruptChunkIsEioNotServed) {
   EXPECT_EQ(EIO, errno);
   close(fd);
   EXPECT_EQ(std::string(100000, 'o'), ReadFile(mnt + "/other"));
+}
+
+// Fills a file with data no two MiB of which are alike (chunks dedup; each
+// seed gives other data), one MiB per write, until a write, or the close
+// that commits the last ones, fails; returns that errno (0 if max_mib went
+// in).
+int FillUntilRefused(const std::string& path, int max_mib, uint64_t seed) {
+  int fd = open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+  if (fd < 0) return errno;
+  std::string buf(1 << 20, '\0');
+  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+  int error = 0;
+  for (int mib = 0; mib < max_mib && !error; ++mib) {
+    for (size_t i = 0; i + 8 <= buf.size(); i += 8) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      memcpy(&buf[i], &x, 8);
+    }
+    if (write(fd, buf.data(), buf.size()) < 0) error = errno;
+  }
+  if (close(fd) != 0 && !error) error = errno;
+  return error;
+}
+
+// Invariant 7 when the store's disk fills up: file data gets ENOSPC before
+// RocksDB would meet it, while deletes still work and every volume stays
+// readable; once space is freed on that disk, writes go in again without a
+// restart, and nothing on the store is broken.
+TEST(FullStoreDiskTest, FileDataIsRefusedDeletesWorkAndFreedSpaceIsUsedAgain) {
+  TempDir tmp;
+  const std::string disk = tmp.path() + "/disk";
+  ASSERT_EQ(0, mkdir(disk.c_str(), 0755));
+  ASSERT_EQ(0, mount("tmpfs", disk.c_str(), "tmpfs", 0, "size=256m")) << strerror(errno);
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { umount2(dir.c_str(), MNT_DETACH); }
+  } unmount{disk};
+  const std::string ballast = disk + "/ballast";
+  ASSERT_EQ(0, FillUntilRefused(ballast, 64, 1));
+  {
+    Daemon daemon(disk);
+    daemon.Start();
+    const std::string a = daemon.CreateAndMount("a"), b = daemon.CreateAndMount("b");
+    WriteFileDurably(b + "/keep", "kept");
+
+    EXPECT_EQ(ENOSPC, FillUntilRefused(a + "/big", 256, 2));
+    // File data goes to the chunk log; xattrs (like small fsynced writes)
+    // go through RocksDB's WAL, which must not meet ENOSPC itself.
+    WriteFile(a + "/x", "");
+    const std::string value(65536, 'v');
+    int xattrs = 0;
+    while (xattrs < 4096 && setxattr((a + "/x").c_str(), ("user." + std::to_string(xattrs)).c_str(), value.data(),
+                                     value.size(), 0) == 0) {
+      ++xattrs;
+    }
+    EXPECT_EQ(ENOSPC, errno) << "after " << xattrs << " xattrs";
+    EXPECT_EQ("kept", ReadFile(b + "/keep"));
+    CliResult status = daemon.Cli({"status", "--json"});
+    ASSERT_EQ(0, status.exit_code) << status.err;
+    EXPECT_NE(std::string::npos, status.out.find("\"disk_reserve_bytes\": " + std::to_string((256ull << 20) / 20)))
+        << status.out;
+    // Cleaning up works on a full disk.
+    EXPECT_EQ(0, unlink((a + "/big").c_str())) << strerror(errno);
+    EXPECT_EQ(0, mkdir((a + "/logs").c_str(), 0755)) << strerror(errno);
+
+    // Space freed on the store's disk is seen within a probe interval.
+    ASSERT_EQ(0, unlink(ballast.c_str()));
+    int error = ENOSPC;
+    for (int attempt = 0; attempt < 100 && error == ENOSPC; ++attempt) {
+      error = FillUntilRefused(a + "/logs/after", 8, 3);
+      if (error == ENOSPC) usleep(20000);  // the next statvfs of the store's disk
+    }
+    EXPECT_EQ(0, error) << strerror(error);
+    EXPECT_EQ(0, setxattr((a + "/x").c_str(), "user.after", value.data(), value.size(), 0))
+        << strerror(errno);
+    for (const char* vol : {"a", "b"}) {
+      CliResult verify = daemon.Cli({"volume", "verify", vol});
+      EXPECT_EQ(0, verify.exit_code) << vol << ": " << verify.err;
+    }
+    EXPECT_EQ(0, daemon.Stop());
+  }
 }
 
 }  // namespace
