@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <limits>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -56,7 +57,15 @@ void SetTime(struct timespec* ts, int64_t ns) {
   }
 }
 
-int64_t TimeNs(const struct timespec& ts) { return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec; }
+// Times are kept as int64 nanoseconds (1677-09-21 to 2262-04-11). A time
+// outside is clamped to the range, as the kernel clamps to a file system's
+// range (ext4's ends in 2446), rather than wrapped.
+int64_t TimeNs(const struct timespec& ts) {
+  constexpr int64_t kLimitSec = std::numeric_limits<int64_t>::max() / 1000000000 - 1;
+  if (ts.tv_sec > kLimitSec) return kLimitSec * 1000000000 + 999999999;
+  if (ts.tv_sec < -kLimitSec) return -kLimitSec * 1000000000;
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
 
 bool AllZero(const std::string& s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c == 0; });

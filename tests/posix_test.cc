@@ -316,6 +316,18 @@ TEST_F(PosixTest, SetattrModeOwnerTimes) {
   st = Stat(P("f"));
   EXPECT_EQ(1000, st.st_atim.tv_sec);
   EXPECT_GT(st.st_mtim.tv_sec, 1700000000);
+  // Before 1970, to the nanosecond; past the range of the stored
+  // nanoseconds (2262), clamped to its end as the kernel clamps to a file
+  // system's range, never wrapped into the past.
+  struct timespec far[2] = {{-315619200, 123456789}, {16725225600, 0}};  // 1960-01-01, 2500-01-01
+  ASSERT_EQ(0, utimensat(AT_FDCWD, P("f").c_str(), far, 0));
+  st = Stat(P("f"));
+  EXPECT_EQ(-315619200, st.st_atim.tv_sec);
+  EXPECT_EQ(123456789, st.st_atim.tv_nsec);
+  EXPECT_EQ(9223372035, st.st_mtim.tv_sec);  // 2262-04-11
+  struct timespec ancient[2] = {{-16725225600, 0}, {0, UTIME_OMIT}};  // 1440
+  ASSERT_EQ(0, utimensat(AT_FDCWD, P("f").c_str(), ancient, 0));
+  EXPECT_EQ(-9223372035, Stat(P("f")).st_atim.tv_sec);  // 1677-09-21
 }
 
 TEST_F(PosixTest, WriteByOtherUserClearsSetuid) {
