@@ -52,6 +52,8 @@ void ReplyEntry(fuse_req_t req, const Result<struct stat>& st) {
 // a request to a handler on the thread that read it, so the flag is kept
 // per thread.
 thread_local bool t_kill_suidgid = false;
+// The request this thread read was a FUSE_TMPFILE, now shaped as a create.
+thread_local bool t_tmpfile = false;
 
 ssize_t ReadRequest(int fd, void* buf, size_t len, void* userdata) {
   ssize_t n = read(fd, buf, len);
@@ -59,6 +61,7 @@ ssize_t ReadRequest(int fd, void* buf, size_t len, void* userdata) {
   int saved = errno;
   fuse_wire::Request r = fuse_wire::Parse(buf, static_cast<size_t>(n));
   t_kill_suidgid = r.kill_suidgid;
+  t_tmpfile = r.is_tmpfile;
   if (r.is_init && r.offers_killpriv_v2) static_cast<FuseServer*>(userdata)->init_unique_ = r.unique;
   errno = saved;
   return n;
@@ -238,7 +241,9 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
-  auto st = Fs(req)->Mknod(parent, name, S_IFREG | (mode & 07777), 0, CallerOf(req));
+  // O_TMPFILE: a file with no name, at nlink 0, until linkat(2) gives it one.
+  const bool tmpfile = t_tmpfile;
+  auto st = Fs(req)->Mknod(parent, tmpfile ? "" : name, S_IFREG | (mode & 07777), 0, CallerOf(req));
   if (!st.ok()) return ReplyError(req, st.status());
   fuse_entry_param e = EntryFor(req, *st);
   fi->keep_cache = 1;

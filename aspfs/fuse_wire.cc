@@ -17,7 +17,7 @@ bool ReadArg(const void* buf, size_t len, T* out) {
 
 }  // namespace
 
-Request Parse(const void* buf, size_t len) {
+Request Parse(void* buf, size_t len) {
   Request r;
   fuse_in_header header;
   if (len < sizeof header) return r;
@@ -49,6 +49,12 @@ Request Parse(const void* buf, size_t len) {
       fuse_open_in in;
       if (ReadArg(buf, len, &in)) r.kill_suidgid = (in.open_flags & FUSE_OPEN_KILL_SUIDGID) != 0;
       break;
+    }
+    case FUSE_TMPFILE: {
+      r.is_tmpfile = true;
+      header.opcode = FUSE_CREATE;
+      memcpy(buf, &header, sizeof header);
+      [[fallthrough]];
     }
     case FUSE_CREATE: {
       fuse_create_in in;

@@ -1,6 +1,7 @@
 // What the FUSE server reads of raw /dev/fuse messages that libfuse 3.14
 // does not pass on: the kernel's offer of FUSE_HANDLE_KILLPRIV_V2 in INIT,
-// and the "clear setuid/setgid" flags it then sets on requests. Pure
+// the "clear setuid/setgid" flags it then sets on requests, and FUSE_TMPFILE
+// (open(2) with O_TMPFILE), an opcode libfuse 3.14 does not know. Pure
 // functions over bytes (the kernel's structs stay inside fuse_wire.cc, away
 // from libfuse's headers).
 #pragma once
@@ -21,11 +22,16 @@ struct Request {
   // WRITE, SETATTR (truncate), OPEN and CREATE (O_TRUNC): the caller lacks
   // CAP_FSETID, so setuid and setgid (with group exec) must go.
   bool kill_suidgid = false;
+  // FUSE_TMPFILE, rewritten in place as the FUSE_CREATE it is shaped like
+  // (same argument, same reply), so that libfuse hands it to the create
+  // handler; the name the kernel sends with it is "/".
+  bool is_tmpfile = false;
 };
 
-// Parses a request as read from /dev/fuse (len bytes). Anything short or
-// unknown parses as a plain request.
-Request Parse(const void* buf, size_t len);
+// Parses a request as read from /dev/fuse (len bytes), rewriting a
+// FUSE_TMPFILE as FUSE_CREATE. Anything short or unknown parses as a plain
+// request.
+Request Parse(void* buf, size_t len);
 
 // If iov (as libfuse writes it) is the successful reply to the INIT request
 // init_unique, returns a copy of its fuse_init_out with

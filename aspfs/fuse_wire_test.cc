@@ -68,6 +68,24 @@ TEST(FuseWireTest, KillFlagsOfWriteSetattrOpenCreate) {
   EXPECT_FALSE(Parse(msg.data(), 3).is_init);
 }
 
+TEST(FuseWireTest, TmpfileBecomesACreateAndIsMarked) {
+  fuse_create_in create = {};
+  create.mode = 0100600;
+  create.open_flags = FUSE_OPEN_KILL_SUIDGID;
+  std::string msg = Message(FUSE_TMPFILE, 6, create) + "/";
+  Request r = Parse(msg.data(), msg.size());
+  EXPECT_TRUE(r.is_tmpfile);
+  EXPECT_TRUE(r.kill_suidgid);
+  fuse_in_header header;
+  memcpy(&header, msg.data(), sizeof header);
+  EXPECT_EQ(static_cast<uint32_t>(FUSE_CREATE), header.opcode);
+  EXPECT_EQ(6u, header.unique);
+  EXPECT_EQ(0, memcmp(msg.data() + sizeof header, &create, sizeof create));  // the argument is left alone
+  // A create is a create.
+  msg = Message(FUSE_CREATE, 7, create);
+  EXPECT_FALSE(Parse(msg.data(), msg.size()).is_tmpfile);
+}
+
 TEST(FuseWireTest, InitReplyGainsKillPrivV2OnlyForItsRequest) {
   fuse_out_header header = {};
   header.unique = 7;

@@ -78,7 +78,9 @@ class VolumeFs {
                               const Caller& caller = {});
   // mode: the requested type and permission bits, before the umask. A
   // parent's default ACL is inherited (posix_acl_create), else the caller's
-  // umask applies; the inode, its ACLs and its entry commit as one txn.
+  // umask applies; the inode, its ACLs and its entry commit as one txn. An
+  // empty name makes an O_TMPFILE file: no entry, nlink 0, an orphan until
+  // linked.
   Result<struct stat> Mknod(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev,
                             const Caller& caller, const std::string& symlink_target = "");
   Result<struct stat> Link(uint64_t ino, uint64_t new_parent, const std::string& new_name);

@@ -50,13 +50,19 @@ class Applier {
   }
 
   Status Do(const op::Mknod& o) {
-    ASPFS_RETURN_IF_ERROR(ValidateName(o.name));
+    // No name: an O_TMPFILE file, made in parent (for its setgid and ACLs)
+    // but not entered there; it waits at nlink 0 as an orphan until linked.
+    const bool unnamed = o.name.empty();
+    if (!unnamed) ASPFS_RETURN_IF_ERROR(ValidateName(o.name));
     auto parent = LoadDir(o.parent);
     if (!parent.ok()) return parent.status();
-    auto existing = delta_->Get(key::Dirent(vol_, InodeId{o.parent}, o.name));
-    if (!existing.ok()) return existing.status();
-    if (*existing) return Error(Code::kExists, "entry exists");
+    if (!unnamed) {
+      auto existing = delta_->Get(key::Dirent(vol_, InodeId{o.parent}, o.name));
+      if (!existing.ok()) return existing.status();
+      if (*existing) return Error(Code::kExists, "entry exists");
+    }
     uint32_t type = o.mode & kTypeMask;
+    if (unnamed && type != kTypeRegular) return Error(Code::kInvalid, "only a regular file may be made without a name");
     if (type != kTypeDir && type != kTypeRegular && type != kTypeSymlink && type != kTypeFifo &&
         type != kTypeChar && type != kTypeBlock && type != kTypeSocket) {
       return Error(Code::kInvalid, "bad file type");
@@ -87,6 +93,11 @@ class Applier {
     }
     usage_.inodes += 1;
     usage_.next_ino = std::max(usage_.next_ino, o.ino + 1);
+    if (unnamed) {
+      rec.nlink = 0;
+      ASPFS_RETURN_IF_ERROR(delta_->PutAbsent(key::Orphan(vol_, InodeId{o.ino}), ""));
+      return StoreInode(o.ino, rec);
+    }
     ASPFS_RETURN_IF_ERROR(StoreInode(o.ino, rec));
     return AddEntry(o.parent, &*parent, o.name, o.ino, type);
   }
@@ -96,13 +107,15 @@ class Applier {
     auto rec = LoadInode(o.ino);
     if (!rec.ok()) return rec.status();
     if (IsDir(rec->mode)) return Error(Code::kPermission, "hard link to a directory");
-    if (rec->nlink == 0) return Error(Code::kNotFound, "file was removed");
     if (rec->nlink >= kLinkMax) return Error(Code::kTooManyLinks, "too many links");
     auto parent = LoadDir(o.new_parent);
     if (!parent.ok()) return parent.status();
     auto existing = delta_->Get(key::Dirent(vol_, InodeId{o.new_parent}, o.new_name));
     if (!existing.ok()) return existing.status();
     if (*existing) return Error(Code::kExists, "entry exists");
+    // An inode at nlink 0 comes back from the orphans: the kernel lets only
+    // an O_TMPFILE file (opened without O_EXCL) be linked from there.
+    if (rec->nlink == 0) ASPFS_RETURN_IF_ERROR(delta_->Delete(key::Orphan(vol_, InodeId{o.ino})));
     rec->nlink += 1;
     rec->ctime_ns = now_;
     ASPFS_RETURN_IF_ERROR(StoreInode(o.ino, *rec));

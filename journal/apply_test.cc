@@ -146,8 +146,38 @@ TEST_F(ApplyTest, LinkAndUnlinkKeepCounts) {
   ASSERT_TRUE(Do(op::Unlink{1, "g", false}).ok());
   EXPECT_EQ(0u, Inode(f).nlink);
   EXPECT_TRUE(IsOrphan(f));
-  EXPECT_EQ(Code::kNotFound, Do(op::Link{f, 1, "again"}).code());
   EXPECT_EQ(Code::kNotFound, Do(op::Unlink{1, "g", false}).code());
+  ASSERT_TRUE(Do(op::Purge{f}).ok());
+  EXPECT_EQ(Code::kNotFound, Do(op::Link{f, 1, "again"}).code());
+}
+
+// O_TMPFILE: a file made without a name waits as an orphan at nlink 0, and
+// leaves the orphans when a link names it (the kernel allows that only for
+// such files).
+TEST_F(ApplyTest, UnnamedFileIsAnOrphanUntilLinked) {
+  uint64_t d = Mkdir(1, "d");
+  const InodeRecord dir_before = Inode(d);
+  const uint64_t inodes_before = Usage().inodes;
+  ASSERT_TRUE(Do(op::Mknod{d, "", 50, kTypeRegular | 0600, 7, 7, 0, ""}).ok());
+  EXPECT_EQ(0u, Inode(50).nlink);
+  EXPECT_TRUE(IsOrphan(50));
+  EXPECT_EQ(inodes_before + 1, Usage().inodes);
+  EXPECT_EQ(dir_before.entries, Inode(d).entries);  // nothing entered in d, nothing changed
+  EXPECT_EQ(dir_before.mtime_ns, Inode(d).mtime_ns);
+  EXPECT_EQ(Code::kInvalid, Do(op::Mknod{d, "", 51, kTypeDir | 0700, 7, 7, 0, ""}).code());
+  EXPECT_EQ(Code::kExists, Do(op::Mknod{d, "", 50, kTypeRegular | 0600, 7, 7, 0, ""}).code());
+
+  ASSERT_TRUE(Do(op::Link{50, 1, "named"}).ok());
+  EXPECT_EQ(1u, Inode(50).nlink);
+  EXPECT_FALSE(IsOrphan(50));
+  EXPECT_EQ(50u, Lookup(1, "named"));
+
+  // Never linked: purged like any unlinked file.
+  ASSERT_TRUE(Do(op::Mknod{d, "", 52, kTypeRegular | 0600, 7, 7, 0, ""}).ok());
+  ASSERT_TRUE(Do(op::Purge{52}).ok());
+  EXPECT_FALSE(HasInode(52));
+  EXPECT_FALSE(IsOrphan(52));
+  EXPECT_EQ(inodes_before + 1, Usage().inodes);
 }
 
 TEST_F(ApplyTest, UnlinkAndRmdirCheckTypes) {

@@ -216,7 +216,9 @@ TEST_F(CheckTest, RandomOpsKeepEveryRelation) {
       case 1: {
         const uint32_t types[] = {kTypeRegular, kTypeDir, kTypeSymlink, kTypeFifo};
         uint32_t type = types[pick(4)];
-        op = op::Mknod{any_dir(), any_name(), next_ino, type | 0644, 0, 0, 0, type == kTypeSymlink ? "t" : ""};
+        // Now and then no name: an O_TMPFILE file.
+        std::string name = type == kTypeRegular && pick(6) == 0 ? "" : any_name();
+        op = op::Mknod{any_dir(), name, next_ino, type | 0644, 0, 0, 0, type == kTypeSymlink ? "t" : ""};
         break;
       }
       case 2: op = op::Link{any_ino(), any_dir(), any_name()}; break;

@@ -614,9 +614,11 @@ Status Store::Scan(std::string_view lo, std::string_view hi, const StateReader::
                          pending.end(), fn);
 }
 
-Status Store::ScanStored(std::string_view lo, std::string_view hi, const StateReader::ScanFn& fn) const {
+Status Store::ScanStored(std::string_view lo, std::string_view hi, const StateReader::ScanFn& fn,
+                         const rocksdb::Snapshot* at) const {
   DisableRocksPerfCounters();
   rocksdb::ReadOptions ro;
+  ro.snapshot = at;
   rocksdb::Slice upper = AsSlice(hi);
   ro.iterate_upper_bound = &upper;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, meta_));
@@ -631,7 +633,12 @@ Status Store::ScanStored(std::string_view lo, std::string_view hi, const StateRe
 
 Status Store::ScanJournal(VolumeId vol, uint64_t from, const JournalFn& fn) const {
   ASPFS_RETURN_IF_ERROR(Drain());
+  return ScanJournalAt(vol, from, fn, nullptr);
+}
+
+Status Store::ScanJournalAt(VolumeId vol, uint64_t from, const JournalFn& fn, const rocksdb::Snapshot* at) const {
   rocksdb::ReadOptions ro;
+  ro.snapshot = at;
   std::string end = key::VolumeEnd(vol);
   rocksdb::Slice upper(end);
   ro.iterate_upper_bound = &upper;
@@ -667,12 +674,23 @@ Result<StateCheck> Store::VerifyVolume(Volume* vol) const {
 }
 
 Status Store::CompareWithReplay(Volume* vol, MemState* replayed_out) const {
-  // Hold the volume's commit lock so the state does not move under the comparison.
-  std::lock_guard<std::mutex> lock(vol->mu_);
+  // The comparison reads a RocksDB snapshot taken with every commit of the
+  // volume written, under its commit lock only that long: the volume goes on
+  // taking writes while a long journal replays.
+  const rocksdb::Snapshot* at = nullptr;
+  Position pos;
+  {
+    std::lock_guard<std::mutex> lock(vol->mu_);
+    ASPFS_RETURN_IF_ERROR(Drain());
+    at = db_->GetSnapshot();
+    pos = vol->pos_;
+  }
+  std::unique_ptr<const rocksdb::Snapshot, std::function<void(const rocksdb::Snapshot*)>> release(
+      at, [this](const rocksdb::Snapshot* s) { db_->ReleaseSnapshot(s); });
   MemState& replayed = *replayed_out;
   uint64_t checksum = 0, expect_txid = 1;
   Status failure;
-  ASPFS_RETURN_IF_ERROR(ScanJournal(vol->id(), 1, [&](const Txn& txn) {
+  ASPFS_RETURN_IF_ERROR(ScanJournalAt(vol->id(), 1, [&](const Txn& txn) {
     if (txn.txid != expect_txid) {
       failure = Error(Code::kCorrupt, "journal gap: expected txn " + std::to_string(expect_txid) + ", found " +
                                           std::to_string(txn.txid));
@@ -692,19 +710,19 @@ Status Store::CompareWithReplay(Volume* vol, MemState* replayed_out) const {
     checksum = delta.checksum();
     ++expect_txid;
     return true;
-  }));
+  }, at));
   ASPFS_RETURN_IF_ERROR(failure);
-  if (expect_txid - 1 != vol->pos_.txid) {
+  if (expect_txid - 1 != pos.txid) {
     return Error(Code::kCorrupt, "journal ends at txn " + std::to_string(expect_txid - 1) + " but position is " +
-                                     vol->pos_.ToString());
+                                     pos.ToString());
   }
-  if (checksum != vol->pos_.checksum) return Error(Code::kCorrupt, "replayed checksum differs from position");
+  if (checksum != pos.checksum) return Error(Code::kCorrupt, "replayed checksum differs from position");
   // Key-by-key comparison of the stored state with the replayed one.
   auto expected = replayed.entries().begin();
   std::string lo = key::VolumePrefix(vol->id()), hi = key::VolumeEnd(vol->id());
   Status mismatch;
   uint64_t stored_checksum = 0;
-  ASPFS_RETURN_IF_ERROR(Scan(lo, hi, [&](std::string_view k, std::string_view v) {
+  ASPFS_RETURN_IF_ERROR(ScanStored(lo, hi, [&](std::string_view k, std::string_view v) {
     if (!key::IsStateKey(k)) return true;
     stored_checksum ^= EntryHash(k, v);
     if (expected == replayed.entries().end() || expected->first != k || expected->second != v) {
@@ -713,7 +731,7 @@ Status Store::CompareWithReplay(Volume* vol, MemState* replayed_out) const {
     }
     ++expected;
     return true;
-  }));
+  }, at));
   ASPFS_RETURN_IF_ERROR(mismatch);
   if (expected != replayed.entries().end()) return Error(Code::kCorrupt, "stored state lacks keys of the replay");
   if (stored_checksum != checksum) return Error(Code::kCorrupt, "stored state checksum differs");

@@ -157,7 +157,8 @@ class Store {
   // Replays vol's whole journal into an empty state with apply() and compares
   // the result, key by key, with the stored state and position; then checks
   // the state's structure (journal/check.h) and reads every chunk it
-  // references against its hash. kCorrupt names what is wrong.
+  // references against its hash. kCorrupt names what is wrong. It reads a
+  // snapshot: the volume keeps taking writes meanwhile.
   Result<StateCheck> VerifyVolume(Volume* vol) const;
 
   // Test hooks: overwrite a stored chunk body; write a state key around the journal.
@@ -208,7 +209,10 @@ class Store {
   // Refuses a store of another layout; records ours in a new store.
   Status CheckFormat();
   Result<std::optional<std::string>> GetStored(std::string_view key) const;
-  Status ScanStored(std::string_view lo, std::string_view hi, const StateReader::ScanFn& fn) const;
+  // RocksDB only (no pending commits), at a snapshot if given.
+  Status ScanStored(std::string_view lo, std::string_view hi, const StateReader::ScanFn& fn,
+                    const rocksdb::Snapshot* at = nullptr) const;
+  Status ScanJournalAt(VolumeId vol, uint64_t from, const JournalFn& fn, const rocksdb::Snapshot* at) const;
   Result<std::string> ChunkIndexEntry(const ChunkId& id) const;
 
   std::string dir_;

@@ -93,6 +93,24 @@ TEST_F(StoreTest, VerifyCountsTheStateAndReadsEveryChunk) {
   EXPECT_NE(std::string::npos, check.status().message().find("1 of 1 chunks unreadable")) << check.status().ToString();
 }
 
+TEST_F(StoreTest, VerifyReadsASnapshotWhileTheVolumeKeepsCommitting) {
+  Volume* vol = Create("busy");
+  for (int i = 0; i < 2000; ++i) {
+    ASSERT_TRUE(Commit(vol, op::Mknod{1, "f" + std::to_string(i), vol->AllocateInode(), kTypeRegular | 0644, 0, 0, 0, ""}).ok());
+  }
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (int i = 0; !done; ++i) Commit(vol, op::SetXattr{2, "user.n", std::to_string(i), 0}).IgnoreError();
+  });
+  for (int round = 0; round < 5; ++round) {
+    auto check = store_->VerifyVolume(vol);
+    EXPECT_TRUE(check.ok()) << check.status().ToString();
+  }
+  done = true;
+  writer.join();
+  EXPECT_TRUE(store_->VerifyVolume(vol).ok());
+}
+
 TEST_F(StoreTest, AStoreOfAnotherFormatIsRefusedWithItsVersion) {
   Create("v");
   Reopen();  // ours: opens

@@ -416,7 +416,7 @@ class Fuzzer {
         {2, &Fuzzer::UnlinkWhileOpen},       {2, &Fuzzer::RenameOverOpen},
         {2, &Fuzzer::MmapWrite},             {1, &Fuzzer::CopyRange},
         {2, &Fuzzer::Fallocate},             {2, &Fuzzer::SeekHoles},
-        {3, &Fuzzer::TwoDescriptors},
+        {3, &Fuzzer::TwoDescriptors},        {full ? 0 : 1, &Fuzzer::Tmpfile},
     };
     int total = 0;
     for (const Choice& c : choices) total += c.weight;
@@ -853,6 +853,31 @@ class Fuzzer {
                      " hash=" + std::to_string(std::hash<std::string>()(content));
               } else {
                 r += " read" + ErrName(errno);
+              }
+              r += " close=" + Res(close(fd));
+              return r;
+            }};
+  }
+
+  // O_TMPFILE in a directory, written, then mostly named with linkat(2)
+  // (never, with O_EXCL).
+  Step Tmpfile() {
+    std::string dir = Dir(), path = NewPath();
+    std::string data = PatternData(rng_, std::min<uint64_t>(Length(), kMaxFile));
+    bool name_it = !P(0.2), excl = P(0.1);
+    return {"tmpfile in " + dir + (excl ? " excl" : "") + " write " + std::to_string(data.size()) +
+                (name_it ? " link " + path : ""),
+            [=](const std::string& base) {
+              int fd = open(Join(base, dir).c_str(), O_TMPFILE | O_RDWR | (excl ? O_EXCL : 0), 0640);
+              if (fd < 0) return "open" + ErrName(errno);
+              std::string r = "write=" + Res(write(fd, data.data(), data.size()));
+              struct stat st;
+              if (fstat(fd, &st) == 0) {
+                r += " nlink=" + std::to_string(st.st_nlink) + " size=" + std::to_string(st.st_size);
+              }
+              if (name_it) {
+                std::string proc = "/proc/self/fd/" + std::to_string(fd);
+                r += " link=" + Res(linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, Join(base, path).c_str(), AT_SYMLINK_FOLLOW));
               }
               r += " close=" + Res(close(fd));
               return r;

@@ -14,10 +14,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
 #include "tests/harness.h"
 
@@ -131,6 +133,54 @@ TEST_F(PosixTest, OpenButUnlinkedFileStaysUsableThenGoes) {
   EXPECT_EQ(data, back);
   EXPECT_EQ(ENOENT, Errno(access(P("tmp").c_str(), F_OK)));
   close(fd);
+}
+
+// O_TMPFILE: a file with no name (nlink 0) that linkat(2) can name later,
+// unless opened with O_EXCL; one never named is gone once closed.
+TEST_F(PosixTest, TmpfileIsNamelessUntilLinked) {
+  int fd = open(dir_.c_str(), O_TMPFILE | O_RDWR, 0640);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  ASSERT_EQ(5, write(fd, "hello", 5));
+  struct stat st;
+  ASSERT_EQ(0, fstat(fd, &st));
+  EXPECT_EQ(0u, st.st_nlink);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  DIR* d = opendir(dir_.c_str());
+  int names = 0;
+  while (readdir(d)) ++names;
+  closedir(d);
+  EXPECT_EQ(2, names);  // "." and ".."
+  // The way unprivileged programs name it: through /proc, following the link.
+  std::string proc = "/proc/self/fd/" + std::to_string(fd);
+  ASSERT_EQ(0, linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, P("named").c_str(), AT_SYMLINK_FOLLOW)) << strerror(errno);
+  EXPECT_EQ(1u, Stat(P("named")).st_nlink);
+  EXPECT_EQ(st.st_ino, Stat(P("named")).st_ino);
+  EXPECT_EQ("hello", ReadFile(P("named")));
+  close(fd);
+  EXPECT_EQ("hello", ReadFile(P("named")));
+
+  fd = open(dir_.c_str(), O_TMPFILE | O_EXCL | O_WRONLY, 0600);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  ASSERT_EQ(3, write(fd, "tmp", 3));
+  proc = "/proc/self/fd/" + std::to_string(fd);
+  // No fstat first: the kernel decides from the nlink of the create's reply.
+  EXPECT_EQ(ENOENT, Errno(linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, P("never").c_str(), AT_SYMLINK_FOLLOW)));
+  close(fd);
+  // Closed unnamed, it leaves the orphans (the kernel's FORGET comes after
+  // close returns).
+  auto orphans = [] {
+    CliResult verify = daemon_->Cli({"volume", "verify", "posix", "--json"});
+    EXPECT_EQ(0, verify.exit_code) << verify.err;
+    return verify.exit_code == 0 ? nlohmann::json::parse(verify.out)["orphans"].get<int>() : -1;
+  };
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (orphans() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(0, orphans());
+  // Not on a directory that is not there or not a directory.
+  EXPECT_EQ(ENOENT, Errno(open(P("nodir").c_str(), O_TMPFILE | O_RDWR, 0600)));
+  EXPECT_EQ(ENOTDIR, Errno(open(P("named").c_str(), O_TMPFILE | O_RDWR, 0600)));
 }
 
 TEST_F(PosixTest, SparseFilesAndSeekDataHole) {
