@@ -241,6 +241,10 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
   options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   options.max_background_jobs = 2;
   options.max_open_files = 512;
+  // RocksDB's own info log in the store directory: bounded, for a daemon
+  // that runs for months.
+  options.max_log_file_size = 16 << 20;
+  options.keep_log_file_num = 4;
   options.IncreaseParallelism(2);
 
   rocksdb::BlockBasedTableOptions table;
