@@ -375,6 +375,7 @@ Result<Volume*> Store::CreateVolume(const std::string& name, const VolumeCreateO
   batch.Put(meta_, key::VolumeMetaKey(id), VolumeMeta{name, txn.time_ns}.Encode());
   batch.Put(meta_, key::VolumeName(name), key::VolumePrefix(id));
   batch.Put(meta_, key::NextVolume(), key::VolumePrefix(VolumeId{id.value + 1}));
+  ASPFS_RETURN_IF_ERROR(space_guard_->Reserve(SpaceGuard::Use::kData, batch.GetDataSize()));
   rocksdb::WriteOptions sync;
   sync.sync = true;
   ASPFS_RETURN_IF_ERROR(FromRocks(db_->Write(sync, &batch), "store: create volume " + name));

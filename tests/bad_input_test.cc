@@ -191,6 +191,10 @@ TEST(FullStoreDiskTest, FileDataIsRefusedDeletesWorkAndFreedSpaceIsUsedAgain) {
     }
     EXPECT_EQ(ENOSPC, errno) << "after " << xattrs << " xattrs";
     EXPECT_EQ("kept", ReadFile(b + "/keep"));
+    CliResult create = daemon.Cli({"volume", "create", "c"});
+    EXPECT_NE(0, create.exit_code);
+    EXPECT_EQ(0u, create.err.rfind("aspfs: ", 0)) << create.err;
+    EXPECT_NE(std::string::npos, create.err.find("store disk full")) << create.err;
     CliResult status = daemon.Cli({"status", "--json"});
     ASSERT_EQ(0, status.exit_code) << status.err;
     EXPECT_NE(std::string::npos, status.out.find("\"disk_reserve_bytes\": " + std::to_string((256ull << 20) / 20)))
