@@ -58,7 +58,9 @@ Status SpaceGuard::Reserve(Use use, uint64_t bytes) {
 }
 
 void SpaceGuard::UpdateFullLocked() {
-  const bool full = probed_ && estimate_ < reserve_;
+  // Room again only a quarter of the reserve above it: a disk that hovers
+  // at the edge does not flip (and log) at every probe.
+  const bool full = probed_ && estimate_ < (full_ ? reserve_ + reserve_ / 4 : reserve_);
   if (full == full_) return;
   full_ = full;
   if (!on_change_) return;

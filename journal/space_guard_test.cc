@@ -62,6 +62,21 @@ TEST_F(SpaceGuardTest, FreedSpaceIsSeenAtTheNextProbeAndBothFlipsAreReported) {
   EXPECT_EQ(0u, changes_[1].find("room: store disk has room again: 300 MiB free")) << changes_[1];
 }
 
+TEST_F(SpaceGuardTest, ADiskAtTheEdgeDoesNotFlipAtEveryProbe) {
+  free_ = 52 * kMiB;  // just above the 51.2 MiB reserve
+  EXPECT_TRUE(guard_.Reserve(SpaceGuard::Use::kMetadata, 2 * kMiB).ok());
+  EXPECT_TRUE(guard_.report().full);
+  for (int i = 0; i < 5; ++i) {
+    Later();
+    EXPECT_TRUE(guard_.Reserve(SpaceGuard::Use::kMetadata, 2 * kMiB).ok()) << i;  // each probe: 52 MiB again
+  }
+  EXPECT_EQ(1u, changes_.size());
+  Later();
+  free_ = 70 * kMiB;  // past reserve + a quarter (64 MiB)
+  EXPECT_FALSE(guard_.report().full);
+  EXPECT_EQ(2u, changes_.size());
+}
+
 TEST_F(SpaceGuardTest, WritesCountDownBetweenProbes) {
   free_ = 100 * kMiB;
   for (int i = 0; i < 48; ++i) ASSERT_TRUE(guard_.Reserve(SpaceGuard::Use::kData, kMiB).ok()) << i;
