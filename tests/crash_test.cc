@@ -16,6 +16,7 @@
 #include <random>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "tests/harness.h"
 
@@ -167,23 +168,33 @@ TEST(CrashTest, KillNineMidWorkloadAtManyPoints) {
   for (int round = 0; round < kRounds; ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
     int before = LoggedCount(log_path);
-    pid_t child = fork();
-    if (child == 0) Workload(mnt, log_path, 100000 * (round + 1), seed + round);
+    // Two workloads at once, on the same churn names: the kill also cuts
+    // into racing operations.
+    std::vector<pid_t> children;
+    for (int w = 0; w < 2; ++w) {
+      pid_t child = fork();
+      if (child == 0) Workload(mnt, log_path, 100000 * (round + 1) + 50000 * w, seed + 2 * round + w);
+      children.push_back(child);
+    }
     // Kill point: after a random amount of durable progress, while the
-    // workload keeps writing.
+    // workloads keep writing.
     int target = before + 1 + static_cast<int>(rng() % 12);
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
     while (LoggedCount(log_path) < target) {
-      int status;
-      ASSERT_NE(child, waitpid(child, &status, WNOHANG)) << "workload stopped early";
+      for (pid_t child : children) {
+        int status;
+        ASSERT_NE(child, waitpid(child, &status, WNOHANG)) << "workload stopped early";
+      }
       ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "workload made no progress";
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
-    // Let it get into the next file at a random depth.
+    // Let them get into their next files at a random depth.
     for (unsigned spin = rng() % 2000; spin > 0; --spin) sched_yield();
     daemon.Kill9();
-    int status;
-    waitpid(child, &status, 0);
+    for (pid_t child : children) {
+      int status;
+      waitpid(child, &status, 0);
+    }
 
     daemon.Start();
     for (const char* vol : {"crash", "bystander"}) {
