@@ -35,12 +35,14 @@ void OverlayPages(const std::map<uint32_t, std::string>& pages, std::string* con
 }
 
 // What write, truncate and chown by a caller without CAP_FSETID leave of a
-// regular file's mode (setattr_should_drop_suidgid): no set-user-ID; no
+// non-directory's mode (setattr_should_drop_suidgid): no set-user-ID; no
 // set-group-ID when group-executable, nor when the caller is outside the
 // file's group (without group exec the bit marks mandatory locking).
 uint32_t WithoutSuidSgid(const InodeRecord& rec, const Caller& caller) {
   uint32_t mode = rec.mode & 07777;
-  if (!IsRegular(rec.mode)) return mode;
+  // Writes and truncates reach only regular files; chown clears the bits
+  // of every non-directory (a FIFO's too).
+  if (IsDir(rec.mode)) return mode;
   uint32_t out = mode & ~uint32_t{S_ISUID};
   if ((mode & S_ISGID) && ((mode & S_IXGRP) || (!caller.fsetid && !caller.InGroup(rec.gid)))) {
     out &= ~uint32_t{S_ISGID};

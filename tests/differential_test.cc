@@ -1536,6 +1536,13 @@ TEST_F(DifferentialTest, SetuidSetgidClearingMatchesExt4) {
     // chown(-1, -1) changes no id, yet clears the bits as any chown does.
     step("chown-nothing-root", 06711, 1000, false, [&] { chown(path.c_str(), -1, -1); });
     step("chown-nothing-1000", 06711, 1000, true, [&] { chown(path.c_str(), -1, -1); });
+    // chown's rules hold for every non-directory (found by the random ops,
+    // ASPFS_SEED=860106274 with ASPFS_STEPS=20000, step 10171: a FIFO).
+    path = base + "/sidfifo";
+    if (mkfifo(path.c_str(), 0644) != 0) r += "(mkfifo" + ErrName(errno) + ") ";
+    step("fifo-chown-root", 06755, 1000, false, [&] { chown(path.c_str(), 0, 0); });
+    step("fifo-chown-nothing-root", 06711, 1000, false, [&] { chown(path.c_str(), -1, -1); });
+    step("fifo-chown-nothing-1000", 06711, 1000, true, [&] { chown(path.c_str(), -1, -1); });
     return r;
   };
   std::string want = run(ref_);
