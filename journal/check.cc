@@ -1,6 +1,7 @@
 #include "journal/check.h"
 
 #include <algorithm>
+#include <map>
 #include <optional>
 #include <tuple>
 #include <unordered_map>
@@ -66,13 +67,7 @@ class Checker {
 
   void Finish() {
     uint64_t charged = 0, max_ino = 0;
-    // In inode order, so that a report reads the same each time.
-    std::vector<uint64_t> inos;
-    inos.reserve(facts_.size());
-    for (const auto& [ino, f] : facts_) inos.push_back(ino);
-    std::sort(inos.begin(), inos.end());
-    for (uint64_t ino : inos) {
-      const InodeFacts& f = facts_[ino];
+    for (const auto& [ino, f] : facts_) {
       if (!f.exists) {
         Missing(ino, f);
         continue;
@@ -332,7 +327,7 @@ class Checker {
   }
 
   StateCheck* out_;
-  std::unordered_map<uint64_t, InodeFacts> facts_;
+  std::map<uint64_t, InodeFacts> facts_;  // in inode order: a report reads the same each time
   std::optional<UsageRecord> usage_;
 };
 

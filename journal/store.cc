@@ -3,6 +3,7 @@
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/perf_level.h>
+#include <rocksdb/snapshot.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/options_util.h>
 #include <rocksdb/write_batch.h>
@@ -682,16 +683,15 @@ Status Store::CompareWithReplay(Volume* vol, MemState* replayed_out) const {
   // The comparison reads a RocksDB snapshot taken with every commit of the
   // volume written, under its commit lock only that long: the volume goes on
   // taking writes while a long journal replays.
-  const rocksdb::Snapshot* at = nullptr;
+  std::unique_ptr<rocksdb::ManagedSnapshot> snapshot;
   Position pos;
   {
     std::lock_guard<std::mutex> lock(vol->mu_);
     ASPFS_RETURN_IF_ERROR(Drain());
-    at = db_->GetSnapshot();
+    snapshot = std::make_unique<rocksdb::ManagedSnapshot>(db_.get());
     pos = vol->pos_;
   }
-  std::unique_ptr<const rocksdb::Snapshot, std::function<void(const rocksdb::Snapshot*)>> release(
-      at, [this](const rocksdb::Snapshot* s) { db_->ReleaseSnapshot(s); });
+  const rocksdb::Snapshot* at = snapshot->snapshot();
   MemState& replayed = *replayed_out;
   uint64_t checksum = 0, expect_txid = 1;
   Status failure;
