@@ -4,6 +4,7 @@
 
 #include <fstream>
 
+#include "daemon/log.h"
 #include "journal/txn.h"
 
 namespace aspfs {
@@ -17,6 +18,27 @@ uint64_t RssBytes() {
 }
 
 }  // namespace
+
+ControlImpl::~ControlImpl() {
+  stopping_ = true;
+  for (VerifyJob& job : verifies_) job.thread.join();
+}
+
+void ControlImpl::ReapVerifies() {
+  verifies_.remove_if([](VerifyJob& job) {
+    if (!job.done) return false;
+    job.thread.join();
+    return true;
+  });
+}
+
+bool ControlImpl::Verifying(const std::string& volume) {
+  ReapVerifies();
+  for (const VerifyJob& job : verifies_) {
+    if (job.volume == volume) return true;
+  }
+  return false;
+}
 
 Status ControlImpl::FillInfo(Volume* vol, rpc::VolumeInfo::Builder out) {
   mounts_->FlushVolume(vol->name());  // usage includes buffered writes and pending purges
@@ -83,6 +105,10 @@ kj::Promise<void> ControlImpl::deleteVolume(DeleteVolumeContext context) {
   auto results = context.getResults();
   if (auto mount = mounts_->FindVolume(name)) {
     results.setError("volume " + name + " is mounted at " + mount->dir + "; unmount it first");
+    return kj::READY_NOW;
+  }
+  if (Verifying(name)) {
+    results.setError("volume " + name + " is being verified; delete it when the verify has finished");
     return kj::READY_NOW;
   }
   Status s = store_->DeleteVolume(name);
@@ -169,22 +195,48 @@ kj::Promise<void> ControlImpl::status(StatusContext context) {
 }
 
 kj::Promise<void> ControlImpl::verifyVolume(VerifyVolumeContext context) {
-  auto results = context.getResults();
-  auto vol = store_->FindVolume(context.getParams().getName());
-  Result<StateCheck> check = vol.ok() ? store_->VerifyVolume(*vol) : Result<StateCheck>(vol.status());
-  Status s = check.status();
-  if (s.ok()) s = FillInfo(*vol, results.initInfo());
-  if (s.ok()) {
-    auto counts = results.initCheck();
-    counts.setInodes(check->inodes);
-    counts.setEntries(check->entries);
-    counts.setExtents(check->extents);
-    counts.setXattrs(check->xattrs);
-    counts.setOrphans(check->orphans);
-    counts.setChunks(check->chunks.size());
+  std::string name = context.getParams().getName();
+  auto vol = store_->FindVolume(name);
+  if (!vol.ok()) {
+    context.getResults().setError(vol.status().ToString());
+    return kj::READY_NOW;
   }
-  if (!s.ok()) results.setError(s.ToString());
-  return kj::READY_NOW;
+  ReapVerifies();
+  auto verified = kj::newPromiseAndCrossThreadFulfiller<kj::Own<Result<StateCheck>>>();
+  VerifyJob& job = verifies_.emplace_back();
+  job.volume = name;
+  job.fulfiller = kj::mv(verified.fulfiller);
+  // A client that hangs up drops the promise, not the job; deleteVolume
+  // waits for done, so *vol stays valid until then.
+  Log("verify of volume %s started", name.c_str());
+  job.thread = std::thread([this, &job, volume = *vol]() {
+    auto started = std::chrono::steady_clock::now();
+    auto check = kj::heap<Result<StateCheck>>(store_->VerifyVolume(volume, &stopping_));
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    Log("verify of volume %s: %s (%.1f s)", job.volume.c_str(),
+        check->ok() ? "consistent" : check->status().ToString().c_str(), seconds);
+    job.fulfiller->fulfill(kj::mv(check));
+    job.done = true;
+  });
+  return verified.promise.then([this, context, name](kj::Own<Result<StateCheck>> verdict) mutable {
+    const Result<StateCheck>& check = *verdict;
+    auto results = context.getResults();
+    Status s = check.status();
+    if (s.ok()) {
+      auto vol = store_->FindVolume(name);
+      s = vol.ok() ? FillInfo(*vol, results.initInfo()) : vol.status();
+    }
+    if (s.ok()) {
+      auto counts = results.initCheck();
+      counts.setInodes(check->inodes);
+      counts.setEntries(check->entries);
+      counts.setExtents(check->extents);
+      counts.setXattrs(check->xattrs);
+      counts.setOrphans(check->orphans);
+      counts.setChunks(check->chunks.size());
+    }
+    if (!s.ok()) results.setError(s.ToString());
+  });
 }
 
 }  // namespace aspfs

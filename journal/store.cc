@@ -657,9 +657,17 @@ Status Store::ScanJournalAt(VolumeId vol, uint64_t from, const JournalFn& fn, co
   return FromRocks(it->status(), "journal: scan");
 }
 
-Result<StateCheck> Store::VerifyVolume(Volume* vol) const {
+namespace {
+
+bool Stopping(const std::atomic<bool>* stop) { return stop && stop->load(std::memory_order_relaxed); }
+
+Status VerifyStopped() { return Error(Code::kBusy, "verify stopped: the daemon is shutting down"); }
+
+}  // namespace
+
+Result<StateCheck> Store::VerifyVolume(Volume* vol, const std::atomic<bool>* stop) const {
   MemState replayed;
-  ASPFS_RETURN_IF_ERROR(CompareWithReplay(vol, &replayed));
+  ASPFS_RETURN_IF_ERROR(CompareWithReplay(vol, &replayed, stop));
   // The replay equals the stored state at a moment; the rest works on the
   // replay, with the volume free to move on. Chunks are immutable.
   auto check = CheckVolumeState(vol->id(), replayed);
@@ -667,6 +675,7 @@ Result<StateCheck> Store::VerifyVolume(Volume* vol) const {
   uint64_t unreadable = 0;
   std::string first;
   for (const ChunkId& id : check->chunks) {
+    if (Stopping(stop)) return VerifyStopped();
     auto chunk = ReadChunk(id);
     if (chunk.ok()) continue;
     if (unreadable++ == 0) first = chunk.status().message();
@@ -679,7 +688,7 @@ Result<StateCheck> Store::VerifyVolume(Volume* vol) const {
   return check;
 }
 
-Status Store::CompareWithReplay(Volume* vol, MemState* replayed_out) const {
+Status Store::CompareWithReplay(Volume* vol, MemState* replayed_out, const std::atomic<bool>* stop) const {
   // The comparison reads a RocksDB snapshot taken with every commit of the
   // volume written, under its commit lock only that long: the volume goes on
   // taking writes while a long journal replays.
@@ -696,6 +705,10 @@ Status Store::CompareWithReplay(Volume* vol, MemState* replayed_out) const {
   uint64_t checksum = 0, expect_txid = 1;
   Status failure;
   ASPFS_RETURN_IF_ERROR(ScanJournalAt(vol->id(), 1, [&](const Txn& txn) {
+    if (Stopping(stop)) {
+      failure = VerifyStopped();
+      return false;
+    }
     if (txn.txid != expect_txid) {
       failure = Error(Code::kCorrupt, "journal gap: expected txn " + std::to_string(expect_txid) + ", found " +
                                           std::to_string(txn.txid));

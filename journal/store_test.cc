@@ -111,6 +111,16 @@ TEST_F(StoreTest, VerifyReadsASnapshotWhileTheVolumeKeepsCommitting) {
   EXPECT_TRUE(store_->VerifyVolume(vol).ok());
 }
 
+TEST_F(StoreTest, VerifyGivesUpOnceToldToStop) {
+  Volume* vol = Create("v");
+  ASSERT_TRUE(Commit(vol, op::Mknod{1, "f", vol->AllocateInode(), kTypeRegular | 0644, 0, 0, 0, ""}).ok());
+  std::atomic<bool> stop{false};
+  EXPECT_TRUE(store_->VerifyVolume(vol, &stop).ok());
+  stop = true;
+  auto check = store_->VerifyVolume(vol, &stop);
+  EXPECT_EQ(Code::kBusy, check.status().code()) << check.status().ToString();
+}
+
 TEST_F(StoreTest, AStoreOfAnotherFormatIsRefusedWithItsVersion) {
   Create("v");
   Reopen();  // ours: opens
