@@ -170,10 +170,10 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   fuse_reply_attr(req, &*st, Server(req)->options().attr_timeout);
 }
 
-void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
-  // ftruncate(2) (a size change through an open file) marks mtime even when
-  // the size stays, as Linux does; the kernel does not always ask for it.
-  if (fi && (to_set & FUSE_SET_ATTR_SIZE) && !(to_set & FUSE_SET_ATTR_MTIME)) to_set |= FUSE_SET_ATTR_MTIME_NOW;
+void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
+  // truncate(2) and ftruncate(2) mark mtime even when the size stays, as
+  // ext4 does; the kernel does not always ask for it (never for truncate).
+  if ((to_set & FUSE_SET_ATTR_SIZE) && !(to_set & FUSE_SET_ATTR_MTIME)) to_set |= FUSE_SET_ATTR_MTIME_NOW;
   // Ours to clear, with KILLPRIV_V2: on chown of a non-directory always (as
   // Linux does, root included), on truncate when the kernel says so. A
   // SETATTR with nothing to set is chown(-1, -1): the kernel drops the
@@ -237,8 +237,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (*killed) Server(req)->InvalidateAttributes(ino);
   }
   fi->keep_cache = 1;  // one writer per volume: cached pages stay valid
-  // A reader has nothing to flush: its close(2) need not wait for a round trip.
-  if ((fi->flags & O_ACCMODE) == O_RDONLY) fi->noflush = 1;
+  fi->noflush = 1;     // see OpFlush
   fuse_reply_open(req, fi);
 }
 
@@ -249,6 +248,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
   if (!st.ok()) return ReplyError(req, st.status());
   fuse_entry_param e = EntryFor(req, *st);
   fi->keep_cache = 1;
+  fi->noflush = 1;  // see OpFlush
   if (fuse_reply_create(req, &e, fi) != 0) Fs(req)->Forget(st->st_ino, 1);
 }
 
@@ -271,10 +271,15 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t
   fuse_reply_write(req, *written);
 }
 
+// Every open answers with noflush: close(2) costs no round trip, and the
+// buffered writes are committed at the release that follows. Nothing is
+// lost by it: the quota for buffered data is promised when it is written
+// (VolumeFs::Write), so a write over the quota fails in write(2) as on
+// ext4, and ext4 reports no writeback errors at close either.
 void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) { fuse_reply_err(req, ToErrno(Fs(req)->Flush(ino))); }
 
 void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
-  fuse_reply_err(req, ToErrno(Fs(req)->Flush(ino)));
+  fuse_reply_err(req, ToErrno(Fs(req)->Release(ino)));
 }
 
 void OpFsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {

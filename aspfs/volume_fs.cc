@@ -91,22 +91,22 @@ Result<InodeRecord> VolumeFs::LoadInode(uint64_t ino) const {
   return InodeRecord::Decode(**raw);
 }
 
-Result<Position> VolumeFs::Commit(std::vector<Op> ops, const ChunkWrites& chunks) {
+Result<Position> VolumeFs::Commit(std::vector<Op> ops, const ChunkWrites& chunks, uint64_t promised) {
   Txn txn;
   txn.time_ns = NowNs();
   txn.ops = std::move(ops);
-  auto committed = vol_->Commit(&txn, chunks);
+  auto committed = vol_->Commit(&txn, chunks, promised);
   if (!committed.ok() && committed.status().code() == Code::kQuota && PurgeQueued() > 0) {
     // Space and inodes of files already unlinked may be what is missing.
-    committed = vol_->Commit(&txn, chunks);
+    committed = vol_->Commit(&txn, chunks, promised);
   }
   return committed;
 }
 
-Result<Position> VolumeFs::Commit(Op op, const ChunkWrites& chunks) {
+Result<Position> VolumeFs::Commit(Op op, const ChunkWrites& chunks, uint64_t promised) {
   std::vector<Op> ops;
   ops.push_back(std::move(op));
-  return Commit(std::move(ops), chunks);
+  return Commit(std::move(ops), chunks, promised);
 }
 
 size_t VolumeFs::PurgeQueued() {
@@ -541,8 +541,36 @@ Result<size_t> VolumeFs::Write(uint64_t ino, uint64_t offset, std::string_view d
   if (data.empty()) return size_t{0};
   if (offset + data.size() > kMaxFileSize) return Error(Code::kTooBig, "file too large");
   std::lock_guard<std::mutex> inode_lock(InodeLock(ino));
+  return WriteLocked(ino, offset, data, /*commit_now=*/false);
+}
+
+uint64_t VolumeFs::PromiseFor(const PendingWrite& pending, uint64_t offset, uint64_t end) {
+  // At most what the commit can charge: a whole block for each block the
+  // buffer takes on, a page for each page written into a block the file has.
+  uint64_t promise = 0;
+  for (uint64_t b = offset / kBlockSize; b <= (end - 1) / kBlockSize; ++b) {
+    if (pending.blocks.count(b)) continue;
+    const uint64_t bstart = b * kBlockSize;
+    const uint64_t lo = std::max(offset, bstart) - bstart;
+    const uint64_t hi = std::min(end, bstart + kBlockSize) - bstart;
+    if (pending.has_blocks && lo % kPageSize == 0 && hi % kPageSize == 0) {
+      auto pages = pending.pages.find(b);
+      for (uint64_t at = lo; at < hi; at += kPageSize) {
+        if (pages == pending.pages.end() || !pages->second.count(static_cast<uint32_t>(at / kPageSize))) {
+          promise += kPageSize;
+        }
+      }
+      continue;
+    }
+    promise += kBlockSize;
+  }
+  return promise;
+}
+
+Result<size_t> VolumeFs::WriteLocked(uint64_t ino, uint64_t offset, std::string_view data, bool commit_now) {
   PendingWrite* pending = FindPending(ino);
   const uint64_t end = offset + data.size();
+  uint64_t promise = 0;
   if (!pending) {
     auto rec = LoadInode(ino);
     if (!rec.ok()) return rec.status();
@@ -560,10 +588,30 @@ Result<size_t> VolumeFs::Write(uint64_t ino, uint64_t offset, std::string_view d
       fresh->blocks[0] = rec->inline_data;  // leaving inline
       fresh->bytes = rec->inline_data.size();
       buffered_bytes_ += fresh->bytes;
+      promise = kBlockSize;
     }
     pending = fresh.get();
     std::lock_guard<std::mutex> lock(dirty_mu_);
     dirty_[ino] = std::move(fresh);
+  }
+  // The buffer may be committed at the kernel's release of the file, where
+  // no error reaches the writer: the quota it needs is promised now, and a
+  // write that cannot have it is committed at once, where it can be refused.
+  promise += PromiseFor(*pending, offset, end);
+  if (promise && !commit_now) {
+    // Likewise the store's disk: a full one refuses the write itself.
+    ASPFS_RETURN_IF_ERROR(store_->space_guard().Promise(promise));
+    Status promised = vol_->ReserveQuota(promise);
+    if (!promised.ok()) store_->space_guard().Release(promise);
+    if (promised.code() == Code::kQuota) {
+      // What is buffered already was promised its quota: it goes first, so
+      // that a refusal loses this write only.
+      ASPFS_RETURN_IF_ERROR(FlushLocked(ino));
+      return WriteLocked(ino, offset, data, /*commit_now=*/true);
+    }
+    ASPFS_RETURN_IF_ERROR(promised);
+    pending->quota_promised += promise;
+    pending->space_promised += promise;
   }
   for (uint64_t b = offset / kBlockSize; b <= (end - 1) / kBlockSize; ++b) {
     const uint64_t bstart = b * kBlockSize;
@@ -616,7 +664,7 @@ Result<size_t> VolumeFs::Write(uint64_t ino, uint64_t offset, std::string_view d
     memcpy(content.data() + lo, src, hi - lo);
   }
   pending->size = std::max(pending->size, end);
-  if (pending->bytes >= kMaxBufferedBytes) ASPFS_RETURN_IF_ERROR(FlushLocked(ino));
+  if (commit_now || pending->bytes >= kMaxBufferedBytes) ASPFS_RETURN_IF_ERROR(FlushLocked(ino));
   return data.size();
 }
 
@@ -631,23 +679,25 @@ void VolumeFs::DropPending(uint64_t ino) {
   auto it = dirty_.find(ino);
   if (it == dirty_.end()) return;
   buffered_bytes_ -= it->second->bytes;
+  vol_->ReleaseQuota(it->second->quota_promised);
+  store_->space_guard().Release(it->second->space_promised);
   dirty_.erase(it);
 }
 
 Status VolumeFs::FlushLocked(uint64_t ino, bool for_fsync) {
-  std::unique_ptr<PendingWrite> pending;
-  {
-    std::lock_guard<std::mutex> lock(dirty_mu_);
-    auto it = dirty_.find(ino);
-    if (it == dirty_.end()) return Status::Ok();
-    pending = std::move(it->second);
-    dirty_.erase(it);
-  }
-  buffered_bytes_ -= pending->bytes;
-  // A failed commit (quota, store error) drops the buffered data: the error
-  // reaches the writer at fsync or close, as a failed writeback would.
-  return CommitBlocks(ino, pending->size, pending->blocks, pending->pages, for_fsync)
-      .Context("commit buffered writes of inode " + std::to_string(ino));
+  // The entry stays in dirty_ until its commit is done: a getattr or read
+  // that finds it waits for the inode lock, where one that found none would
+  // read the inode record before the commit (the old size and mtime).
+  PendingWrite* pending = FindPending(ino);
+  if (!pending) return Status::Ok();
+  // A failed commit (store error, or a quota a sparse block outgrew its
+  // promise) drops the buffered data: the error reaches the writer at fsync,
+  // as a failed writeback would.
+  Status committed = CommitBlocks(ino, pending->size, pending->blocks, pending->pages, for_fsync,
+                                  pending->quota_promised, &pending->space_promised)
+                         .Context("commit buffered writes of inode " + std::to_string(ino));
+  DropPending(ino);
+  return committed;
 }
 
 Status VolumeFs::Flush(uint64_t ino, bool for_fsync) {
@@ -673,9 +723,24 @@ Status VolumeFs::FlushAll() {
   return first_error;
 }
 
+Status VolumeFs::Release(uint64_t ino) {
+  Status s = Flush(ino);
+  if (!s.ok()) {
+    std::lock_guard<std::mutex> lock(dirty_mu_);
+    release_errors_.emplace(ino, s);
+  }
+  return s;
+}
+
 Status VolumeFs::Fsync(uint64_t ino) {
   ASPFS_RETURN_IF_ERROR(Flush(ino, /*for_fsync=*/true));
-  return store_->Sync();
+  ASPFS_RETURN_IF_ERROR(store_->Sync());
+  std::lock_guard<std::mutex> lock(dirty_mu_);
+  auto failed = release_errors_.find(ino);
+  if (failed == release_errors_.end()) return Status::Ok();
+  Status s = std::move(failed->second);
+  release_errors_.erase(failed);
+  return s;
 }
 
 Status VolumeFs::ZeroRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t offset, uint64_t length,
@@ -710,7 +775,8 @@ Status VolumeFs::ZeroRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t 
 }
 
 Status VolumeFs::CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64_t, std::string>& blocks,
-                              const PageWrites& pages, bool for_fsync) {
+                              const PageWrites& pages, bool for_fsync, uint64_t quota_promised,
+                              uint64_t* space_promised) {
   // Hashing and compression happen here, outside the volume's commit lock.
   op::SetBlocks o;
   o.ino = ino;
@@ -760,8 +826,8 @@ Status VolumeFs::CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64
     o.blocks.push_back(std::move(ref));
   }
   ChunkWrites chunks;
-  ASPFS_RETURN_IF_ERROR(store_->StageChunks(staged, for_fsync, &chunks));
-  return Commit(std::move(o), chunks).status();
+  ASPFS_RETURN_IF_ERROR(store_->StageChunks(staged, for_fsync, &chunks, space_promised));
+  return Commit(std::move(o), chunks, quota_promised).status();
 }
 
 Status VolumeFs::Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t length) {

@@ -112,7 +112,12 @@ class VolumeFs {
   // Commits every buffered write and queued purge of the volume
   // (group-commit timer, unmount).
   Status FlushAll();
-  // fsync/fdatasync: ino's buffered writes committed, then the WAL synced.
+  // The kernel's release of a file after its last close: its buffered writes
+  // are committed. Nobody waits for the answer, so an error is kept for the
+  // file's next fsync.
+  Status Release(uint64_t ino);
+  // fsync/fdatasync: ino's buffered writes committed, then the WAL synced;
+  // or the error of a commit that failed at the file's release.
   Status Fsync(uint64_t ino);
   // fsyncdir: every commit before it made durable.
   Status Sync() { return store_->Sync(); }
@@ -143,8 +148,9 @@ class VolumeFs {
  private:
   Result<InodeRecord> LoadInode(uint64_t ino) const;
   // Commits ops as one txn, all or nothing, with the chunks they reference.
-  Result<Position> Commit(std::vector<Op> ops, const ChunkWrites& chunks = {});
-  Result<Position> Commit(Op op, const ChunkWrites& chunks = {});
+  // promised: quota reserved for what the txn commits (Volume::Commit).
+  Result<Position> Commit(std::vector<Op> ops, const ChunkWrites& chunks = {}, uint64_t promised = 0);
+  Result<Position> Commit(Op op, const ChunkWrites& chunks = {}, uint64_t promised = 0);
   // setxattr of system.posix_acl_access (see SetXattr).
   Status SetAccessAcl(uint64_t ino, std::string_view value, uint32_t flags, const Caller& caller);
   struct stat ToStat(uint64_t ino, const InodeRecord& rec) const;
@@ -165,7 +171,8 @@ class VolumeFs {
   // as a page patch (or, past kMaxPatches, a rewritten block) and commits
   // them, with the file's new size, as one SetBlocks txn.
   Status CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64_t, std::string>& blocks,
-                      const PageWrites& pages = {}, bool for_fsync = false);
+                      const PageWrites& pages = {}, bool for_fsync = false, uint64_t quota_promised = 0,
+                      uint64_t* space_promised = nullptr);
   // Queues ino for purging once nothing holds it and it has no links.
   void MaybePurge(uint64_t ino);
   // Commits every queued purge as one txn; returns how many there were.
@@ -182,7 +189,13 @@ class VolumeFs {
     // patches, without reading the block (random small writes).
     PageWrites pages;
     size_t bytes = 0;
+    uint64_t quota_promised = 0;  // Volume::ReserveQuota's for the commit
+    uint64_t space_promised = 0;  // SpaceGuard::Promise's, until StageChunks settles it
   };
+  // Buffers a write (commit_now: and commits it at once). REQUIRES(InodeLock(ino))
+  Result<size_t> WriteLocked(uint64_t ino, uint64_t offset, std::string_view data, bool commit_now);
+  // The quota the commit of pending may need more once [offset, end) is written into it.
+  static uint64_t PromiseFor(const PendingWrite& pending, uint64_t offset, uint64_t end);
   PendingWrite* FindPending(uint64_t ino);
   Status FlushLocked(uint64_t ino, bool for_fsync = false);  // REQUIRES(InodeLock(ino))
   void DropPending(uint64_t ino);    // REQUIRES(InodeLock(ino))
@@ -193,6 +206,7 @@ class VolumeFs {
   std::mutex dirty_mu_;
   std::map<uint64_t, std::unique_ptr<PendingWrite>> dirty_;  // GUARDED_BY(dirty_mu_)
   std::atomic<size_t> buffered_bytes_{0};
+  std::unordered_map<uint64_t, Status> release_errors_;  // GUARDED_BY(dirty_mu_): for the next fsync
   std::mutex purge_mu_;
   std::vector<uint64_t> purge_queue_;  // GUARDED_BY(purge_mu_)
   std::mutex lookups_mu_;

@@ -10,7 +10,7 @@
 namespace aspfs {
 namespace {
 
-std::string Mib(uint64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
+std::string Mib(int64_t bytes) { return std::to_string(std::max<int64_t>(bytes, 0) >> 20) + " MiB"; }
 
 }  // namespace
 
@@ -38,29 +38,66 @@ void SpaceGuard::ProbeLocked(int64_t now) {
   if (!space.ok()) return;
   probed_ = true;
   space_ = *space;
-  estimate_ = space->free_bytes;
+  estimate_ = static_cast<int64_t>(space->free_bytes) - static_cast<int64_t>(promised_);
   reserve_ = std::min(kMaxReserve, space->total_bytes / 20);
+}
+
+void SpaceGuard::RefreshLocked() {
+  int64_t now = clock_();
+  if (!probed_ || now - probed_ns_ >= kProbeIntervalNs) ProbeLocked(now);
+}
+
+Status SpaceGuard::RoomLocked(Use use, uint64_t bytes) const {
+  if (!probed_) return Status::Ok();
+  // Data refused stays refused until there is room again (UpdateFullLocked).
+  const uint64_t floor = use == Use::kMetadata ? reserve_ / 2 : full_ ? reserve_ + reserve_ / 4 : reserve_;
+  if (estimate_ < static_cast<int64_t>(floor) || static_cast<uint64_t>(estimate_) - floor < bytes) {
+    return Error(Code::kNoSpace, "store disk full (" + Mib(estimate_) + " free, " + Mib(reserve_) + " kept in reserve)");
+  }
+  return Status::Ok();
 }
 
 Status SpaceGuard::Reserve(Use use, uint64_t bytes) {
   std::lock_guard<std::mutex> lock(mu_);
-  int64_t now = clock_();
-  if (!probed_ || now - probed_ns_ >= kProbeIntervalNs) ProbeLocked(now);
-  if (!probed_) return Status::Ok();
+  RefreshLocked();
   UpdateFullLocked();
-  const uint64_t floor = use == Use::kData ? reserve_ : reserve_ / 2;
-  if (estimate_ < floor || estimate_ - floor < bytes) {
-    return Error(Code::kNoSpace, "store disk full (" + Mib(estimate_) + " free, " + Mib(reserve_) + " kept in reserve)");
-  }
-  estimate_ -= bytes;
+  ASPFS_RETURN_IF_ERROR(RoomLocked(use, bytes));
+  estimate_ -= static_cast<int64_t>(bytes);
   UpdateFullLocked();
   return Status::Ok();
+}
+
+Status SpaceGuard::Promise(uint64_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  RefreshLocked();
+  UpdateFullLocked();
+  ASPFS_RETURN_IF_ERROR(RoomLocked(Use::kData, bytes));
+  estimate_ -= static_cast<int64_t>(bytes);
+  promised_ += bytes;
+  UpdateFullLocked();
+  return Status::Ok();
+}
+
+void SpaceGuard::Release(uint64_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  bytes = std::min(bytes, promised_);
+  promised_ -= bytes;
+  estimate_ += static_cast<int64_t>(bytes);
+  UpdateFullLocked();
+}
+
+void SpaceGuard::Settle(uint64_t promised, uint64_t written) {
+  std::lock_guard<std::mutex> lock(mu_);
+  promised = std::min(promised, promised_);
+  promised_ -= promised;
+  estimate_ += static_cast<int64_t>(promised) - static_cast<int64_t>(written);
+  UpdateFullLocked();
 }
 
 void SpaceGuard::UpdateFullLocked() {
   // Room again only a quarter of the reserve above it: a disk that hovers
   // at the edge does not flip (and log) at every probe.
-  const bool full = probed_ && estimate_ < (full_ ? reserve_ + reserve_ / 4 : reserve_);
+  const bool full = probed_ && estimate_ < static_cast<int64_t>(full_ ? reserve_ + reserve_ / 4 : reserve_);
   if (full == full_) return;
   full_ = full;
   if (!on_change_) return;
@@ -76,8 +113,7 @@ void SpaceGuard::SetOnChange(OnChange on_change) {
 
 SpaceGuard::Report SpaceGuard::report() {
   std::lock_guard<std::mutex> lock(mu_);
-  int64_t now = clock_();
-  if (!probed_ || now - probed_ns_ >= kProbeIntervalNs) ProbeLocked(now);
+  RefreshLocked();
   UpdateFullLocked();
   return Report{space_, reserve_, full_};
 }

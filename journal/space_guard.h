@@ -42,6 +42,15 @@ class SpaceGuard {
   // Counts bytes about to be written; kNoSpace if they would cut into the
   // reserve (data) or its lower half (metadata).
   Status Reserve(Use use, uint64_t bytes);
+  // File data accepted now and written later (a buffered write): refused as
+  // Reserve(kData) would, and held back from every later probe's figure
+  // until Release, so that a probe taken before the data reaches the disk
+  // does not hand its space out again.
+  Status Promise(uint64_t bytes);
+  void Release(uint64_t bytes);
+  // Promised data being written: the promise is released and what is
+  // written counted, at once and whatever the room.
+  void Settle(uint64_t promised, uint64_t written);
 
   void SetOnChange(OnChange on_change);
   // A fresh enough probe's figures and the reserve (min(kMaxReserve, 5% of the
@@ -55,6 +64,10 @@ class SpaceGuard {
 
  private:
   void ProbeLocked(int64_t now);  // REQUIRES(mu_)
+  // Probes when the last probe is too old. REQUIRES(mu_)
+  void RefreshLocked();
+  // kNoSpace unless bytes fit above the floor of use. REQUIRES(mu_)
+  Status RoomLocked(Use use, uint64_t bytes) const;
   // Reports a change of full_ to on_change_.
   void UpdateFullLocked();  // REQUIRES(mu_)
 
@@ -63,7 +76,10 @@ class SpaceGuard {
   mutable std::mutex mu_;
   OnChange on_change_;          // GUARDED_BY(mu_)
   DiskSpace space_;             // GUARDED_BY(mu_): the last probe
-  uint64_t estimate_ = 0;       // GUARDED_BY(mu_): free bytes, less what was reserved since
+  // GUARDED_BY(mu_): free bytes, less what was reserved since; signed, as
+  // promised data may be counted as written before its promise is released.
+  int64_t estimate_ = 0;
+  uint64_t promised_ = 0;       // GUARDED_BY(mu_): Promise's, not yet released
   uint64_t reserve_ = 0;        // GUARDED_BY(mu_)
   int64_t probed_ns_ = 0;       // GUARDED_BY(mu_)
   bool probed_ = false;         // GUARDED_BY(mu_)

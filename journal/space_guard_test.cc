@@ -85,6 +85,37 @@ TEST_F(SpaceGuardTest, WritesCountDownBetweenProbes) {
   EXPECT_EQ(1, probes_);
 }
 
+TEST_F(SpaceGuardTest, RefusedDataStaysRefusedUntilThereIsRoomAgain) {
+  free_ = 50 * kMiB;  // below the 51.2 MiB reserve
+  EXPECT_EQ(Code::kNoSpace, guard_.Reserve(SpaceGuard::Use::kData, kMiB).code());
+  EXPECT_TRUE(guard_.report().full);
+  Later();
+  free_ = 56 * kMiB;  // above the reserve, below reserve + a quarter: what report() calls full is refused
+  EXPECT_TRUE(guard_.report().full);
+  EXPECT_EQ(Code::kNoSpace, guard_.Reserve(SpaceGuard::Use::kData, kMiB).code());
+  Later();
+  free_ = 70 * kMiB;
+  EXPECT_TRUE(guard_.Reserve(SpaceGuard::Use::kData, kMiB).ok());
+}
+
+// Buffered file data is promised its space when written and written later:
+// a probe in between must not hand that space out again.
+TEST_F(SpaceGuardTest, PromisedSpaceOutlivesProbesUntilSettledOrReleased) {
+  free_ = 100 * kMiB;
+  ASSERT_TRUE(guard_.Promise(40 * kMiB).ok());
+  Later();  // the disk still shows 100 MiB free: nothing was written yet
+  EXPECT_EQ(Code::kNoSpace, guard_.Reserve(SpaceGuard::Use::kData, 10 * kMiB).code());
+  EXPECT_EQ(Code::kNoSpace, guard_.Promise(10 * kMiB).code());
+  // Written: 30 MiB of the 40 (compressed, deduplicated); the rest is free again.
+  guard_.Settle(40 * kMiB, 30 * kMiB);
+  EXPECT_TRUE(guard_.Reserve(SpaceGuard::Use::kData, 10 * kMiB).ok());
+  ASSERT_TRUE(guard_.Promise(5 * kMiB).ok());
+  guard_.Release(5 * kMiB);  // dropped (truncated away) before it was written
+  free_ = 60 * kMiB;
+  Later();
+  EXPECT_TRUE(guard_.Reserve(SpaceGuard::Use::kData, 8 * kMiB).ok());
+}
+
 TEST_F(SpaceGuardTest, AFileSystemThatCannotSayIsNotStopped) {
   broken_ = true;
   free_ = 0;

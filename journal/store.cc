@@ -65,7 +65,57 @@ Position Volume::position() const {
   return pos_;
 }
 
-Result<Position> Volume::Commit(Txn* txn, const ChunkWrites& chunks) {
+namespace {
+
+Result<UsageRecord> ReadUsage(const StateReader& state, VolumeId vol) {
+  auto raw = state.Get(key::Usage(vol));
+  if (!raw.ok()) return raw.status();
+  if (!*raw) return UsageRecord{};
+  return UsageRecord::Decode(**raw);
+}
+
+Result<QuotaRecord> ReadQuota(const StateReader& state, VolumeId vol) {
+  auto raw = state.Get(key::Quota(vol));
+  if (!raw.ok()) return raw.status();
+  if (!*raw) return QuotaRecord{};
+  return QuotaRecord::Decode(**raw);
+}
+
+Status QuotaPromised() { return Error(Code::kQuota, "volume byte quota exceeded (counting buffered writes)"); }
+
+}  // namespace
+
+Status Volume::ReserveQuota(uint64_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto quota = ReadQuota(store_->state(), id_);
+  if (!quota.ok()) return quota.status();
+  if (quota->bytes) {
+    auto usage = ReadUsage(store_->state(), id_);
+    if (!usage.ok()) return usage.status();
+    if (usage->bytes + promised_bytes_ + bytes > quota->bytes) return QuotaPromised();
+  }
+  promised_bytes_ += bytes;
+  return Status::Ok();
+}
+
+void Volume::ReleaseQuota(uint64_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  promised_bytes_ -= std::min(bytes, promised_bytes_);
+}
+
+Status Volume::CheckPromisesLocked(const StateDelta& delta, uint64_t others_promised) const {
+  auto before = ReadUsage(store_->state(), id_);
+  if (!before.ok()) return before.status();
+  auto after = ReadUsage(delta, id_);
+  if (!after.ok()) return after.status();
+  if (after->bytes <= before->bytes) return Status::Ok();
+  auto quota = ReadQuota(delta, id_);
+  if (!quota.ok()) return quota.status();
+  if (quota->bytes && after->bytes + others_promised > quota->bytes) return QuotaPromised();
+  return Status::Ok();
+}
+
+Result<Position> Volume::Commit(Txn* txn, const ChunkWrites& chunks, uint64_t promised) {
   DisableRocksPerfCounters();
   std::lock_guard<std::mutex> lock(mu_);
   StateDelta delta(&store_->state(), pos_.checksum);
@@ -73,6 +123,7 @@ Result<Position> Volume::Commit(Txn* txn, const ChunkWrites& chunks) {
   txn->txid = pos_.txid + 1;
   Status applied = Apply(id_, *txn, &delta);
   if (!applied.ok()) return applied;
+  if (promised_bytes_ > promised) ASPFS_RETURN_IF_ERROR(CheckPromisesLocked(delta, promised_bytes_ - promised));
   txn->checksum = delta.checksum();
   Position next{pos_.epoch, txn->txid, txn->checksum};
 
@@ -490,7 +541,8 @@ Status Store::Sync() {
   return Status::Ok();
 }
 
-Status Store::StageChunks(const std::vector<ChunkData>& chunks, bool in_wal, ChunkWrites* writes) {
+Status Store::StageChunks(const std::vector<ChunkData>& chunks, bool in_wal, ChunkWrites* writes,
+                          uint64_t* space_promised) {
   DisableRocksPerfCounters();
   std::vector<std::string> keys;
   std::vector<rocksdb::Slice> slices;
@@ -523,7 +575,12 @@ Status Store::StageChunks(const std::vector<ChunkData>& chunks, bool in_wal, Chu
   }
   uint64_t body_bytes = 0;
   for (const EncodedChunk& body : bodies) body_bytes += body.size();
-  if (body_bytes) ASPFS_RETURN_IF_ERROR(space_guard_->Reserve(SpaceGuard::Use::kData, body_bytes));
+  if (space_promised && *space_promised) {
+    space_guard_->Settle(*space_promised, body_bytes);
+    *space_promised = 0;
+  } else if (body_bytes) {
+    ASPFS_RETURN_IF_ERROR(space_guard_->Reserve(SpaceGuard::Use::kData, body_bytes));
+  }
   // Bodies reach the log before their index entries reach the WAL.
   auto locs = chunk_log_->AppendAll(to_log);
   if (!locs.ok()) return locs.status();

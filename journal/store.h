@@ -75,7 +75,17 @@ class Volume {
   // index entries and the new position for the writer, which writes them in
   // one WriteBatch (invariant 1). Fills txn's epoch, txid and checksum.
   // Reads see the txn on return; it is durable after Store::Sync().
-  Result<Position> Commit(Txn* txn, const ChunkWrites& chunks = {});
+  // promised: the byte quota reserved (ReserveQuota) for the data this txn
+  // commits, which it may use; the caller releases it afterwards.
+  Result<Position> Commit(Txn* txn, const ChunkWrites& chunks = {}, uint64_t promised = 0);
+
+  // Byte quota promised to file data buffered for a later commit, which may
+  // come when nobody is left to hear of an error (the kernel's release of
+  // the file). Other commits cannot take it: a commit that grows the usage
+  // fails with kQuota unless usage + every other promise fits the quota.
+  // kQuota if usage + promises + bytes would not fit now.
+  Status ReserveQuota(uint64_t bytes);
+  void ReleaseQuota(uint64_t bytes);
 
   // Inode numbers are chosen here, by the primary, and carried in txns.
   uint64_t AllocateInode() { return next_ino_.fetch_add(1); }
@@ -85,8 +95,13 @@ class Volume {
   Store* store_;
   VolumeId id_;
   std::string name_;
+  // kQuota if the txn in delta grew the usage past the quota less the
+  // promises it may not use. REQUIRES(mu_)
+  Status CheckPromisesLocked(const StateDelta& delta, uint64_t others_promised) const;
+
   mutable std::mutex mu_;
   Position pos_;       // GUARDED_BY(mu_)
+  uint64_t promised_bytes_ = 0;  // GUARDED_BY(mu_): ReserveQuota's, not yet released
   std::atomic<uint64_t> next_ino_{2};
 };
 
@@ -136,7 +151,11 @@ class Store {
     ChunkId id;
     std::string_view data;
   };
-  Status StageChunks(const std::vector<ChunkData>& chunks, bool in_wal, ChunkWrites* writes);
+  // space_promised: disk space promised to the data when it was buffered
+  // (SpaceGuard::Promise); it is written whatever the room now, and the
+  // promise is settled (set to 0).
+  Status StageChunks(const std::vector<ChunkData>& chunks, bool in_wal, ChunkWrites* writes,
+                     uint64_t* space_promised = nullptr);
   // One chunk staged and its index entry written at once (tests, tools).
   Status PutChunk(const ChunkId& id, std::string_view data, bool in_wal = false);
   Result<std::string> ReadChunk(const ChunkId& id) const;

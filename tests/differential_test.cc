@@ -1466,6 +1466,33 @@ TEST_F(DifferentialTest, OpenTruncClearsSetuid) {
   EXPECT_EQ(want, run(mnt_)) << "(the first is ext4's)";
 }
 
+// Found by a pjdfstest-style probe: ext4 marks mtime and ctime on every
+// truncate that does not shrink the file, to the same size too, by path as
+// through a descriptor; the kernel asks FUSE for the mtime only for the latter.
+TEST_F(DifferentialTest, TruncateToTheSameSizeMarksTimesAsExt4) {
+  auto run = [](const std::string& base) {
+    std::string path = base + "/same-size";
+    WriteFile(path, "hello");
+    struct timespec old_times[2] = {{1000, 0}, {1000, 0}};
+    utimensat(AT_FDCWD, path.c_str(), old_times, 0);
+    std::string r;
+    for (const char* how : {"truncate", "ftruncate"}) {
+      struct stat before, after;
+      stat(path.c_str(), &before);
+      int fd = open(path.c_str(), O_WRONLY);
+      int rc = std::string(how) == "truncate" ? truncate(path.c_str(), 5) : ftruncate(fd, 5);
+      close(fd);
+      stat(path.c_str(), &after);
+      r += std::string(how) + (rc == 0 ? " ok" : ErrName(errno)) +
+           " mtime " + (after.st_mtim.tv_sec != before.st_mtim.tv_sec ? "moved" : "kept") + "; ";
+      utimensat(AT_FDCWD, path.c_str(), old_times, 0);
+    }
+    return r;
+  };
+  std::string want = run(ref_);
+  EXPECT_EQ(want, run(mnt_)) << "(the first is ext4's)";
+}
+
 // With FUSE_HANDLE_KILLPRIV_V2 the file system, not the kernel, clears
 // set-user-ID and set-group-ID on write, truncate, open(O_TRUNC) and chown;
 // on fallocate nobody would without us.
