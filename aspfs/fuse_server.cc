@@ -469,7 +469,9 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Start(std::unique_ptr<VolumeFs> 
   server->fs_ = std::move(fs);
   server->dir_ = dir;
   server->options_ = options;
-  std::string mount_options = "allow_other,default_permissions,dev,suid,fsname=aspfs:" +
+  // noatime says what the file system does: the kernel marks FUSE inodes
+  // S_NOATIME, and reads served from its page cache never reach us.
+  std::string mount_options = "allow_other,default_permissions,dev,suid,noatime,fsname=aspfs:" +
                               server->fs_->volume()->name() + ",subtype=aspfs";
   if (options.read_only) mount_options += ",ro";
   std::vector<std::string> argv_store = {"aspfsd", "-o", mount_options};
