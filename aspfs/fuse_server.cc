@@ -512,7 +512,15 @@ void FuseServer::InvalidateAttributes(uint64_t ino) {
 
 Status FuseServer::Stop(bool lazy) {
   if (stopped_) return Status::Ok();
-  if (umount2(dir_.c_str(), lazy ? MNT_DETACH : 0) != 0 && errno != EINVAL) {
+  // A file closed a moment ago can keep the mount busy a little longer (the
+  // kernel may finish a close on a worker thread): half a second of retries
+  // before busy is the answer.
+  int rc;
+  for (int attempt = 0; (rc = umount2(dir_.c_str(), lazy ? MNT_DETACH : 0)) != 0 && errno == EBUSY && attempt < 50;
+       ++attempt) {
+    usleep(10000);
+  }
+  if (rc != 0 && errno != EINVAL) {
     if (errno == EBUSY) return Error(Code::kBusy, dir_ + " is busy");
     return Error(Code::kIo, "unmount " + dir_ + ": " + strerror(errno));
   }
