@@ -668,6 +668,13 @@ Result<size_t> VolumeFs::WriteLocked(uint64_t ino, uint64_t offset, std::string_
   return data.size();
 }
 
+VolumeFs::~VolumeFs() {
+  for (const auto& [ino, pending] : dirty_) {
+    vol_->ReleaseQuota(pending->quota_promised);
+    store_->space_guard().Release(pending->space_promised);
+  }
+}
+
 VolumeFs::PendingWrite* VolumeFs::FindPending(uint64_t ino) {
   std::lock_guard<std::mutex> lock(dirty_mu_);
   auto it = dirty_.find(ino);

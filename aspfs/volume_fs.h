@@ -55,6 +55,8 @@ struct DirEntry {
 class VolumeFs {
  public:
   VolumeFs(Store* store, Volume* vol) : store_(store), vol_(vol) {}
+  // Buffers never committed (a mount given up on) give back their promises.
+  ~VolumeFs();
 
   Volume* volume() const { return vol_; }
 

@@ -267,6 +267,23 @@ TEST_F(VolumeFsTest, BufferedWritesPromiseTheirQuotaWhenWritten) {
   EXPECT_TRUE(store_->VerifyVolume(q).ok());
 }
 
+TEST_F(VolumeFsTest, AMountGivenUpOnGivesBackWhatItsBuffersWerePromised) {
+  ASSERT_TRUE(store_->CreateVolume("q", {1 << 20, 0}).ok());
+  Volume* q = *store_->FindVolume("q");
+  const std::string block(kBlockSize, 'x');
+  {
+    VolumeFs lost(store_.get(), q);
+    auto a = lost.Mknod(1, "a", 0100644, 0, Caller{});
+    ASSERT_TRUE(a.ok());
+    for (int i = 0; i < 10; ++i) ASSERT_TRUE(lost.Write(a->st_ino, i * kBlockSize, block).ok()) << i;
+  }  // never flushed: a detached mount whose daemon gave up on it
+  VolumeFs fs(store_.get(), q);
+  auto b = fs.Mknod(1, "b", 0100644, 0, Caller{});
+  ASSERT_TRUE(b.ok());
+  for (int i = 0; i < 15; ++i) ASSERT_TRUE(fs.Write(b->st_ino, i * kBlockSize, block).ok()) << i;
+  EXPECT_TRUE(fs.Release(b->st_ino).ok());
+}
+
 // Near the quota a write is committed at once instead of buffered, so it is
 // refused only if the data itself does not fit: here the last 4 KiB of the
 // quota are written, and the next byte is refused.
