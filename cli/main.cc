@@ -218,7 +218,7 @@ int Run(int argc, char** argv) {
       if (as_json) {
         printf("%s\n", json{{"volume", name},
                             {"consistent", true},
-                            {"txid", res.getInfo().getTxid()},
+                            {"txid", counts.getTxid()},
                             {"inodes", counts.getInodes()},
                             {"entries", counts.getEntries()},
                             {"extents", counts.getExtents()},
@@ -230,7 +230,7 @@ int Run(int argc, char** argv) {
       } else {
         printf("volume %s: state equals its journal replayed to txid %llu; structure consistent (%llu inodes, %llu "
                "entries, %llu extents, %llu xattrs, %llu orphans); %llu chunks read and match their hashes\n",
-               name.c_str(), static_cast<unsigned long long>(res.getInfo().getTxid()),
+               name.c_str(), static_cast<unsigned long long>(counts.getTxid()),
                static_cast<unsigned long long>(counts.getInodes()), static_cast<unsigned long long>(counts.getEntries()),
                static_cast<unsigned long long>(counts.getExtents()), static_cast<unsigned long long>(counts.getXattrs()),
                static_cast<unsigned long long>(counts.getOrphans()), static_cast<unsigned long long>(counts.getChunks()));

@@ -29,6 +29,7 @@ struct StateCounts {
   xattrs @3 :UInt64;
   orphans @4 :UInt64;
   chunks @5 :UInt64;    # distinct chunks referenced, each read and checked against its hash
+  txid @6 :UInt64;      # the journal position checked (the volume may have moved on since)
 }
 
 struct JournalEntry {

@@ -234,6 +234,7 @@ kj::Promise<void> ControlImpl::verifyVolume(VerifyVolumeContext context) {
       counts.setXattrs(check->xattrs);
       counts.setOrphans(check->orphans);
       counts.setChunks(check->chunks.size());
+      counts.setTxid(check->txid);
     }
     if (!s.ok()) results.setError(s.ToString());
   });

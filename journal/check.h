@@ -22,6 +22,7 @@ struct StateCheck {
   uint64_t xattrs = 0;
   uint64_t orphans = 0;  // inodes at nlink 0 kept while open
   std::vector<ChunkId> chunks;  // every chunk the state references, once each, sorted
+  uint64_t txid = 0;            // the position checked (Store::VerifyVolume sets it)
 
   // Every broken relation counts; the first kMaxListed are described.
   static constexpr size_t kMaxListed = 20;

@@ -724,11 +724,13 @@ Status VerifyStopped() { return Error(Code::kBusy, "verify stopped: the daemon i
 
 Result<StateCheck> Store::VerifyVolume(Volume* vol, const std::atomic<bool>* stop) const {
   MemState replayed;
-  ASPFS_RETURN_IF_ERROR(CompareWithReplay(vol, &replayed, stop));
+  uint64_t txid = 0;
+  ASPFS_RETURN_IF_ERROR(CompareWithReplay(vol, &replayed, &txid, stop));
   // The replay equals the stored state at a moment; the rest works on the
   // replay, with the volume free to move on. Chunks are immutable.
   auto check = CheckVolumeState(vol->id(), replayed);
   if (!check.ok()) return check.status();
+  check->txid = txid;
   uint64_t unreadable = 0;
   std::string first;
   for (const ChunkId& id : check->chunks) {
@@ -745,7 +747,8 @@ Result<StateCheck> Store::VerifyVolume(Volume* vol, const std::atomic<bool>* sto
   return check;
 }
 
-Status Store::CompareWithReplay(Volume* vol, MemState* replayed_out, const std::atomic<bool>* stop) const {
+Status Store::CompareWithReplay(Volume* vol, MemState* replayed_out, uint64_t* txid,
+                                const std::atomic<bool>* stop) const {
   // The comparison reads a RocksDB snapshot taken with every commit of the
   // volume written, under its commit lock only that long: the volume goes on
   // taking writes while a long journal replays.
@@ -757,6 +760,7 @@ Status Store::CompareWithReplay(Volume* vol, MemState* replayed_out, const std::
     snapshot = std::make_unique<rocksdb::ManagedSnapshot>(db_.get());
     pos = vol->pos_;
   }
+  *txid = pos.txid;
   const rocksdb::Snapshot* at = snapshot->snapshot();
   MemState& replayed = *replayed_out;
   uint64_t checksum = 0, expect_txid = 1;

@@ -177,7 +177,8 @@ class Store {
   // the result, key by key, with the stored state and position; then checks
   // the state's structure (journal/check.h) and reads every chunk it
   // references against its hash. kCorrupt names what is wrong. It reads a
-  // snapshot: the volume keeps taking writes meanwhile. Once *stop is true it
+  // snapshot: the volume keeps taking writes meanwhile, and the result
+  // names the txid it checked. Once *stop is true it
   // gives up with kBusy (the daemon is shutting down).
   Result<StateCheck> VerifyVolume(Volume* vol, const std::atomic<bool>* stop = nullptr) const;
 
@@ -225,7 +226,7 @@ class Store {
   void WriteGroup(std::unique_lock<std::mutex>& lock);
   Status WriteQueued(std::vector<QueuedCommit>* commits);
   // VerifyVolume's first half: replay into *replayed and compare.
-  Status CompareWithReplay(Volume* vol, MemState* replayed, const std::atomic<bool>* stop) const;
+  Status CompareWithReplay(Volume* vol, MemState* replayed, uint64_t* txid, const std::atomic<bool>* stop) const;
   // Refuses a store of another layout; records ours in a new store.
   Status CheckFormat();
   Result<std::optional<std::string>> GetStored(std::string_view key) const;

@@ -86,6 +86,7 @@ TEST_F(StoreTest, VerifyCountsTheStateAndReadsEveryChunk) {
   EXPECT_EQ(2u, check->entries);
   EXPECT_EQ(2u, check->extents);
   EXPECT_EQ(1u, check->chunks.size());  // shared by both blocks, read once
+  EXPECT_EQ(vol->position().txid, check->txid);
   // A chunk that no longer matches its hash fails the volume's verify.
   ASSERT_TRUE(store_->CorruptChunkForTest(id).ok());
   check = store_->VerifyVolume(vol);
