@@ -698,8 +698,8 @@ Status VolumeFs::FlushLocked(uint64_t ino, bool for_fsync) {
   PendingWrite* pending = FindPending(ino);
   if (!pending) return Status::Ok();
   // A failed commit (store error, or a quota a sparse block outgrew its
-  // promise) drops the buffered data: the error reaches the writer at fsync,
-  // as a failed writeback would.
+  // promise) drops the buffered data: the error reaches the writer at close
+  // or fsync, as a failed writeback would.
   Status committed = CommitBlocks(ino, pending->size, pending->blocks, pending->pages, for_fsync,
                                   pending->quota_promised, &pending->space_promised)
                          .Context("commit buffered writes of inode " + std::to_string(ino));

@@ -57,6 +57,12 @@ class VolumeFsTest : public ::testing::Test {
     }).IgnoreError();
     return names;
   }
+  // A second volume "q" with these quotas (0: none).
+  Volume* CreateQuotaVolume(uint64_t bytes, uint64_t inodes) {
+    auto q = store_->CreateVolume("q", {bytes, inodes});
+    EXPECT_TRUE(q.ok()) << q.status().ToString();
+    return q.ok() ? *q : nullptr;
+  }
   std::string dir_;
   std::unique_ptr<Store> store_;
   Volume* vol_ = nullptr;
@@ -210,8 +216,8 @@ TEST_F(VolumeFsTest, UnlinkedInodeIsPurgedAtLastForget) {
 }
 
 TEST_F(VolumeFsTest, QueuedPurgesFreeQuotaWhenItRunsOut) {
-  ASSERT_TRUE(store_->CreateVolume("q", {0, 4}).ok());
-  Volume* q = *store_->FindVolume("q");
+  Volume* q = CreateQuotaVolume(0, 4);
+  ASSERT_NE(nullptr, q);
   VolumeFs fs(store_.get(), q);
   for (int round = 0; round < 5; ++round) {
     auto st = fs.Mknod(1, "f", 0100644, 0, Caller{});
@@ -230,8 +236,8 @@ TEST_F(VolumeFsTest, QueuedPurgesFreeQuotaWhenItRunsOut) {
 // reaches the writer: the quota they need is promised when they are written,
 // so a write past the quota fails in write(2) and buffered data always fits.
 TEST_F(VolumeFsTest, BufferedWritesPromiseTheirQuotaWhenWritten) {
-  ASSERT_TRUE(store_->CreateVolume("q", {1 << 20, 0}).ok());
-  Volume* q = *store_->FindVolume("q");
+  Volume* q = CreateQuotaVolume(1 << 20, 0);
+  ASSERT_NE(nullptr, q);
   VolumeFs fs(store_.get(), q);
   auto a = fs.Mknod(1, "a", 0100644, 0, Caller{});
   auto b = fs.Mknod(1, "b", 0100644, 0, Caller{});
@@ -268,8 +274,8 @@ TEST_F(VolumeFsTest, BufferedWritesPromiseTheirQuotaWhenWritten) {
 }
 
 TEST_F(VolumeFsTest, AMountGivenUpOnGivesBackWhatItsBuffersWerePromised) {
-  ASSERT_TRUE(store_->CreateVolume("q", {1 << 20, 0}).ok());
-  Volume* q = *store_->FindVolume("q");
+  Volume* q = CreateQuotaVolume(1 << 20, 0);
+  ASSERT_NE(nullptr, q);
   const std::string block(kBlockSize, 'x');
   {
     VolumeFs lost(store_.get(), q);
@@ -288,8 +294,8 @@ TEST_F(VolumeFsTest, AMountGivenUpOnGivesBackWhatItsBuffersWerePromised) {
 // refused only if the data itself does not fit: here the last 4 KiB of the
 // quota are written, and the next byte is refused.
 TEST_F(VolumeFsTest, NearTheQuotaWritesAreCommittedAtOnce) {
-  ASSERT_TRUE(store_->CreateVolume("q", {256 << 10, 0}).ok());
-  Volume* q = *store_->FindVolume("q");
+  Volume* q = CreateQuotaVolume(256 << 10, 0);
+  ASSERT_NE(nullptr, q);
   VolumeFs fs(store_.get(), q);
   auto f = fs.Mknod(1, "f", 0100644, 0, Caller{});
   ASSERT_TRUE(f.ok());
@@ -317,8 +323,8 @@ TEST_F(VolumeFsTest, NearTheQuotaWritesAreCommittedAtOnce) {
 // promised; if that misses the quota at the release, the file's next fsync
 // reports it (as a failed writeback), once.
 TEST_F(VolumeFsTest, ACommitThatFailsAtReleaseIsReportedByTheNextFsync) {
-  ASSERT_TRUE(store_->CreateVolume("q", {256 << 10, 0}).ok());
-  Volume* q = *store_->FindVolume("q");
+  Volume* q = CreateQuotaVolume(256 << 10, 0);
+  ASSERT_NE(nullptr, q);
   VolumeFs fs(store_.get(), q);
   auto f = fs.Mknod(1, "f", 0100644, 0, Caller{});
   auto g = fs.Mknod(1, "g", 0100644, 0, Caller{});

@@ -476,20 +476,12 @@ Result<VolumeSummary> Store::Summarize(Volume* vol) {
     auto m = VolumeMeta::Decode(**meta);
     if (m.ok()) out.created_ns = m->created_ns;
   }
-  auto usage = Get(key::Usage(vol->id()));
+  auto usage = ReadUsage(state(), vol->id());
   if (!usage.ok()) return usage.status();
-  if (*usage) {
-    auto u = UsageRecord::Decode(**usage);
-    if (!u.ok()) return u.status();
-    out.usage = *u;
-  }
-  auto quota = Get(key::Quota(vol->id()));
+  out.usage = *usage;
+  auto quota = ReadQuota(state(), vol->id());
   if (!quota.ok()) return quota.status();
-  if (*quota) {
-    auto q = QuotaRecord::Decode(**quota);
-    if (!q.ok()) return q.status();
-    out.quota = *q;
-  }
+  out.quota = *quota;
   return out;
 }
 
