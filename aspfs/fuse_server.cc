@@ -136,6 +136,10 @@ void OpInit(void*, fuse_conn_info* conn) {
   if ((conn->capable & FUSE_CAP_POSIX_ACL) && (conn->capable & FUSE_CAP_DONT_MASK)) {
     conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
   }
+  // File handles that outlive the kernel's inode cache (open_by_handle_at,
+  // NFS): inode numbers are never reused, so the kernel may ask for an inode
+  // by number (a lookup of "." or "..").
+  if (conn->capable & FUSE_CAP_EXPORT_SUPPORT) conn->want |= FUSE_CAP_EXPORT_SUPPORT;
   conn->max_write = 1 << 20;
   conn->max_readahead = 1 << 20;
   conn->time_gran = 1;

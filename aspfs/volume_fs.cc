@@ -205,6 +205,23 @@ Result<struct stat> VolumeFs::Lookup(uint64_t parent, const std::string& name) {
   if (name.size() > kNameMax) return Error(Code::kNameTooLong, "name longer than 255 bytes");
   auto dir = LoadInode(parent);
   if (!dir.ok()) return dir.status();
+  // Only file handles ask for "." and ".." (open_by_handle_at, an NFS
+  // export: FUSE_CAP_EXPORT_SUPPORT) once the kernel has forgotten the
+  // inode; a path walk resolves both itself. An inode without links has no
+  // handle to come back through, as on ext4 (ESTALE).
+  if (name == "." || name == "..") {
+    uint64_t ino = parent;
+    if (name == "..") {
+      if (!IsDir(dir->mode)) return Error(Code::kNotDir, "not a directory");
+      ino = dir->parent;
+    }
+    ASPFS_RETURN_IF_ERROR(Flush(ino));
+    auto rec = ino == parent ? std::move(dir) : LoadInode(ino);
+    if (!rec.ok()) return rec.status();
+    if (rec->nlink == 0) return Error(Code::kNotFound, "inode " + std::to_string(ino) + " has no links");
+    AddLookup(ino);
+    return ToStat(ino, *rec);
+  }
   if (!IsDir(dir->mode)) return Error(Code::kNotDir, "not a directory");
   auto raw = store_->Get(key::Dirent(vol_->id(), InodeId{parent}, name));
   if (!raw.ok()) return raw.status();

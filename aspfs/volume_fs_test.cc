@@ -215,6 +215,29 @@ TEST_F(VolumeFsTest, UnlinkedInodeIsPurgedAtLastForget) {
   EXPECT_TRUE(store_->VerifyVolume(vol_).ok());
 }
 
+// What the kernel asks for a file handle's inode: "." by its number, ".."
+// for a directory's parent; each answer counts a lookup.
+TEST_F(VolumeFsTest, DotAndDotDotFindAnInodeByNumber) {
+  auto dir = fs_->Mknod(1, "d", 040755, 0, Caller{});
+  ASSERT_TRUE(dir.ok());
+  auto file = fs_->Mknod(dir->st_ino, "f", 0100644, 0, Caller{});
+  ASSERT_TRUE(file.ok());
+  auto self = fs_->Lookup(file->st_ino, ".");
+  ASSERT_TRUE(self.ok()) << self.status().ToString();
+  EXPECT_EQ(file->st_ino, self->st_ino);
+  auto parent = fs_->Lookup(dir->st_ino, "..");
+  ASSERT_TRUE(parent.ok()) << parent.status().ToString();
+  EXPECT_EQ(1u, parent->st_ino);
+  auto root_parent = fs_->Lookup(1, "..");
+  ASSERT_TRUE(root_parent.ok());
+  EXPECT_EQ(1u, root_parent->st_ino);
+  EXPECT_EQ(Code::kNotDir, fs_->Lookup(file->st_ino, "..").status().code());
+  // Linkless but still known to the kernel: no handle may reach it.
+  ASSERT_TRUE(fs_->Unlink(dir->st_ino, "f", false).ok());
+  EXPECT_EQ(Code::kNotFound, fs_->Lookup(file->st_ino, ".").status().code());
+  EXPECT_EQ(Code::kNotFound, fs_->Lookup(12345, ".").status().code());
+}
+
 TEST_F(VolumeFsTest, QueuedPurgesFreeQuotaWhenItRunsOut) {
   Volume* q = CreateQuotaVolume(0, 4);
   ASSERT_NE(nullptr, q);

@@ -555,6 +555,60 @@ TEST(MountTest, DataSurvivesUmountAndRemount) {
   EXPECT_EQ(0, daemon.Stop());
 }
 
+struct FileHandle {
+  struct file_handle head;
+  unsigned char bytes[MAX_HANDLE_SZ];
+};
+
+FileHandle HandleOf(const std::string& path) {
+  FileHandle h;
+  h.head.handle_bytes = MAX_HANDLE_SZ;
+  int mount_id = 0;
+  EXPECT_EQ(0, name_to_handle_at(AT_FDCWD, path.c_str(), &h.head, &mount_id, 0)) << path << ": " << strerror(errno);
+  return h;
+}
+
+// File handles outlive the kernel's cache of the inode, as on ext4: after a
+// remount the kernel knows none of the inodes and must ask for each by number
+// (and for a directory, walk up through "..").
+TEST(MountTest, FileHandlesOpenAfterRemount) {
+  TempDir tmp;
+  Daemon daemon(tmp.path());
+  daemon.Start();
+  std::string mnt = daemon.CreateAndMount("h");
+  ASSERT_EQ(0, mkdir((mnt + "/a").c_str(), 0755));
+  ASSERT_EQ(0, mkdir((mnt + "/a/b").c_str(), 0755));
+  WriteFile(mnt + "/a/b/f", "handled");
+  WriteFile(mnt + "/gone", "x");
+  FileHandle file = HandleOf(mnt + "/a/b/f");
+  FileHandle dir = HandleOf(mnt + "/a/b");
+  FileHandle gone = HandleOf(mnt + "/gone");
+  struct stat dir_st = Stat(mnt + "/a/b");
+  ASSERT_EQ(0, unlink((mnt + "/gone").c_str()));
+  ASSERT_EQ(0, daemon.Cli({"umount", mnt}).exit_code);
+  ASSERT_EQ(0, daemon.Cli({"mount", "h", mnt}).exit_code);
+
+  int root = open(mnt.c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_LE(0, root) << strerror(errno);
+  int fd = open_by_handle_at(root, &file.head, O_RDONLY);
+  ASSERT_LE(0, fd) << strerror(errno);
+  char buf[16] = {};
+  EXPECT_EQ(7, read(fd, buf, sizeof buf));
+  EXPECT_STREQ("handled", buf);
+  close(fd);
+  fd = open_by_handle_at(root, &dir.head, O_RDONLY | O_DIRECTORY);
+  ASSERT_LE(0, fd) << strerror(errno);
+  struct stat st;
+  ASSERT_EQ(0, fstat(fd, &st));
+  EXPECT_EQ(dir_st.st_ino, st.st_ino);
+  EXPECT_EQ(0, faccessat(fd, "f", R_OK, 0)) << strerror(errno);
+  close(fd);
+  EXPECT_EQ(-1, open_by_handle_at(root, &gone.head, O_RDONLY));
+  EXPECT_EQ(ESTALE, errno);
+  close(root);
+  EXPECT_EQ(0, daemon.Stop());
+}
+
 bool IsMounted(const std::string& dir) {
   return ReadFile("/proc/self/mounts").find(" " + dir + " ") != std::string::npos;
 }
