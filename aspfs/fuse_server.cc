@@ -396,7 +396,9 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   ReplyXattrBytes(req, Fs(req)->GetXattr(ino, name), size);
 }
 
-void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) { ReplyXattrBytes(req, Fs(req)->ListXattr(ino), size); }
+void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  ReplyXattrBytes(req, Fs(req)->ListXattr(ino, CallerOf(req)), size);
+}
 
 void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   fuse_reply_err(req, ToErrno(Fs(req)->RemoveXattr(ino, name)));

@@ -142,7 +142,10 @@ struct stat VolumeFs::ToStat(uint64_t ino, const InodeRecord& rec) const {
   st.st_gid = rec.gid;
   st.st_rdev = rec.rdev;
   st.st_size = IsDir(rec.mode) ? 4096 : rec.size;
-  st.st_blksize = 4096;
+  // The unit of allocation and of holes (SEEK_HOLE, SEEK_DATA), which is
+  // what programs take st_blksize for (xfstests' seek_sanity_test, cp); it
+  // is also stdio's buffer size, and every write(2) is a round trip.
+  st.st_blksize = kBlockSize;
   st.st_blocks = rec.alloc_bytes / 512;
   SetTime(&st.st_atim, rec.atime_ns);
   SetTime(&st.st_mtim, rec.mtime_ns);
@@ -1016,7 +1019,11 @@ Result<struct statvfs> VolumeFs::StatFs() {
 
 // As ext4: names live in the kernel's namespaces and have a name after the prefix.
 static Status CheckXattrName(const std::string& name) {
-  for (const char* prefix : {"user.", "trusted.", "security.", "system."}) {
+  // system.* names are the file system's own, as on ext4: only the POSIX
+  // ACLs exist. The kernel leaves their permission checks to us, so any
+  // other would be a place anyone may write on anyone's file.
+  if (name == kAclAccessXattr || name == kAclDefaultXattr) return Status::Ok();
+  for (const char* prefix : {"user.", "trusted.", "security."}) {
     size_t n = strlen(prefix);
     if (name.compare(0, n, prefix) == 0) {
       if (name.size() == n) return Error(Code::kInvalid, "empty attribute name");
@@ -1088,14 +1095,19 @@ Result<std::string> VolumeFs::GetXattr(uint64_t ino, const std::string& name) {
   return std::move(**raw);
 }
 
-Result<std::string> VolumeFs::ListXattr(uint64_t ino) {
+Result<std::string> VolumeFs::ListXattr(uint64_t ino, const Caller& caller) {
   auto rec = LoadInode(ino);
   if (!rec.ok()) return rec.status();
   if (!(rec->flags & kInodeMayHaveXattrs)) return std::string();
   std::string prefix = key::XattrPrefix(vol_->id(), InodeId{ino});
   std::string names;
+  // trusted.* names are listed only to CAP_SYS_ADMIN (approximated: root),
+  // as ext4 does; the kernel lists whatever we return.
+  const bool trusted_visible = caller.uid == 0;
   ASPFS_RETURN_IF_ERROR(store_->Scan(prefix, key::PrefixEnd(prefix), [&](std::string_view k, std::string_view) {
-    names.append(k.substr(prefix.size()));
+    std::string_view name = k.substr(prefix.size());
+    if (!trusted_visible && name.starts_with("trusted.")) return true;
+    names.append(name);
     names.push_back('\0');
     return true;
   }));

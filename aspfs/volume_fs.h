@@ -140,7 +140,7 @@ class VolumeFs {
   // set-group-ID survives only for root or a member of the file's group.
   Status SetXattr(uint64_t ino, const std::string& name, std::string_view value, int flags, const Caller& caller);
   Result<std::string> GetXattr(uint64_t ino, const std::string& name);
-  Result<std::string> ListXattr(uint64_t ino);  // names, each NUL-terminated
+  Result<std::string> ListXattr(uint64_t ino, const Caller& caller);  // names, each NUL-terminated
   Status RemoveXattr(uint64_t ino, const std::string& name);
 
   static constexpr int kSetMode = 1 << 0, kSetUid = 1 << 1, kSetGid = 1 << 2, kSetSize = 1 << 3,

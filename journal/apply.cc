@@ -321,6 +321,8 @@ class Applier {
     if ((o.flags & op::kXattrCreate) && *old) return Error(Code::kExists, "attribute exists");
     if ((o.flags & op::kXattrReplace) && !*old) return Error(Code::kNoData, "no such attribute");
     if (*old && **old == o.value) return Status::Ok();  // as ext4: the same value changes nothing, not even ctime
+    if (*old) UnchargeUsage(XattrCharge(o.name, **old));
+    usage_.bytes += XattrCharge(o.name, o.value);
     ASPFS_RETURN_IF_ERROR(delta_->Put(k, o.value));
     rec->flags |= kInodeMayHaveXattrs;
     rec->ctime_ns = now_;
@@ -334,6 +336,7 @@ class Applier {
     auto old = delta_->Get(k);
     if (!old.ok()) return old.status();
     if (!*old) return Error(Code::kNoData, "no such attribute");
+    UnchargeUsage(XattrCharge(o.name, **old));
     ASPFS_RETURN_IF_ERROR(delta_->Delete(k));
     rec->ctime_ns = now_;
     return StoreInode(o.ino, *rec);
@@ -354,10 +357,13 @@ class Applier {
     }
     if (rec->flags & kInodeMayHaveXattrs) {
       std::string prefix = key::XattrPrefix(vol_, InodeId{o.ino});
-      ASPFS_RETURN_IF_ERROR(delta_->Scan(prefix, key::PrefixEnd(prefix), collect));
+      ASPFS_RETURN_IF_ERROR(delta_->Scan(prefix, key::PrefixEnd(prefix), [&](std::string_view k, std::string_view v) {
+        UnchargeUsage(XattrCharge(k.substr(prefix.size()), v));
+        return collect(k, v);
+      }));
     }
     for (const std::string& k : doomed) ASPFS_RETURN_IF_ERROR(delta_->Delete(k));
-    usage_.bytes -= std::min(usage_.bytes, rec->alloc_bytes);
+    UnchargeUsage(rec->alloc_bytes);
     usage_.inodes -= std::min<uint64_t>(usage_.inodes, 1);
     ASPFS_RETURN_IF_ERROR(delta_->Delete(key::Orphan(vol_, InodeId{o.ino})));
     return delta_->Delete(key::Inode(vol_, InodeId{o.ino}));
@@ -575,8 +581,9 @@ class Applier {
   void Uncharge(InodeRecord* rec, uint64_t bytes) {
     bytes = std::min(bytes, rec->alloc_bytes);
     rec->alloc_bytes -= bytes;
-    usage_.bytes -= std::min(bytes, usage_.bytes);
+    UnchargeUsage(bytes);
   }
+  void UnchargeUsage(uint64_t bytes) { usage_.bytes -= std::min(bytes, usage_.bytes); }
 
   VolumeId vol_;
   int64_t now_;

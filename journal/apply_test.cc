@@ -201,7 +201,7 @@ TEST_F(ApplyTest, PurgeRemovesOrphanAndReleasesQuota) {
   EXPECT_EQ(Code::kBusy, Do(op::Purge{f}).code());
   ASSERT_TRUE(Do(op::Unlink{1, "f", false}).ok());
   uint64_t bytes_before = Usage().bytes;
-  EXPECT_EQ(65536u + 36864u, bytes_before);
+  EXPECT_EQ(65536u + 36864u + 7u, bytes_before);  // blocks and "user.a" = "b"
   ASSERT_TRUE(Do(op::Purge{f}).ok());
   EXPECT_FALSE(HasInode(f));
   EXPECT_FALSE(IsOrphan(f));
@@ -421,6 +421,29 @@ TEST_F(ApplyTest, XattrFlags) {
   EXPECT_EQ(Code::kValueTooBig, Do(op::SetXattr{f, "user.big", std::string(kXattrValueMax + 1, 'v'), 0}).code());
   ASSERT_TRUE(Do(op::RemoveXattr{f, "user.x"}).ok());
   EXPECT_EQ(Code::kNoData, Do(op::RemoveXattr{f, "user.x"}).code());
+}
+
+// Xattrs hold data too: their names and values count against the byte
+// quota, or a file's xattrs would be room past it.
+TEST_F(ApplyTest, XattrsAreChargedToTheByteQuota) {
+  uint64_t f = Create(1, "f");
+  ASSERT_TRUE(Do(op::SetXattr{f, "user.v", std::string(1000, 'v'), 0}).ok());
+  EXPECT_EQ(1006u, Usage().bytes);
+  ASSERT_TRUE(Do(op::SetXattr{f, "user.v", std::string(10, 'w'), 0}).ok());
+  EXPECT_EQ(16u, Usage().bytes);
+  ASSERT_TRUE(Do(op::SetXattr{f, "user.w", "", 0}).ok());
+  EXPECT_EQ(22u, Usage().bytes);
+  ASSERT_TRUE(Do(op::RemoveXattr{f, "user.v"}).ok());
+  EXPECT_EQ(6u, Usage().bytes);
+  ASSERT_TRUE(Do(op::SetQuota{100000, 0}).ok());
+  const std::string big(kXattrValueMax, 'b');
+  ASSERT_TRUE(Do(op::SetXattr{f, "user.a", big, 0}).ok());
+  EXPECT_EQ(Code::kQuota, Do(op::SetXattr{f, "user.b", big, 0}).code());
+  EXPECT_EQ(6u + 6u + kXattrValueMax, Usage().bytes);
+  ASSERT_TRUE(Do(op::SetXattr{f, "user.a", "small", 0}).ok());  // shrinking is never refused
+  ASSERT_TRUE(Do(op::Unlink{1, "f", false}).ok());
+  ASSERT_TRUE(Do(op::Purge{f}).ok());
+  EXPECT_EQ(0u, Usage().bytes);
 }
 
 TEST_F(ApplyTest, QuotaRefusesGrowthButAllowsShrink) {

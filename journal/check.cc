@@ -66,7 +66,7 @@ class Checker {
   }
 
   void Finish() {
-    uint64_t charged = 0, max_ino = 0;
+    uint64_t charged = xattr_charge_, max_ino = 0;
     for (const auto& [ino, f] : facts_) {
       if (!f.exists) {
         Missing(ino, f);
@@ -90,7 +90,7 @@ class Checker {
                 std::to_string(out_->inodes));
       }
       if (usage_->bytes != charged) {
-        Problem("usage counts " + std::to_string(usage_->bytes) + " bytes, its inodes charge " +
+        Problem("usage counts " + std::to_string(usage_->bytes) + " bytes, its inodes and xattrs charge " +
                 std::to_string(charged));
       }
       if (usage_->next_ino <= max_ino) {
@@ -202,6 +202,7 @@ class Checker {
     }
     ++out_->xattrs;
     facts_[Id(k)].has_xattrs = true;
+    xattr_charge_ += XattrCharge(k.substr(kIdEnd), v);
     return true;
   }
 
@@ -329,6 +330,7 @@ class Checker {
   StateCheck* out_;
   std::map<uint64_t, InodeFacts> facts_;  // in inode order: a report reads the same each time
   std::optional<UsageRecord> usage_;
+  uint64_t xattr_charge_ = 0;  // every xattr's XattrCharge
 };
 
 }  // namespace

@@ -63,9 +63,11 @@ inline constexpr char kTagVolumeMeta = 'V';  // id -> VolumeMeta
 inline constexpr char kTagNextVolume = 'S';  // -> next volume id
 inline constexpr char kTagFormat = 'F';      // -> the store's format version
 
-// Version of the store's layout (keys and records); a store of another
-// version is refused at open.
-inline constexpr uint32_t kStoreFormat = 2;
+// Version of the store's layout (keys and records) and of what apply()
+// makes of a txn (a journal replays to the same state only under the rules
+// it was written with); a store of another version is refused at open.
+// 3: xattrs are charged to the byte quota.
+inline constexpr uint32_t kStoreFormat = 3;
 
 // A directory entry's readdir cookie: from its name's hash, as on ext4, so
 // that an entry keeps its place while the directory changes and needs no
@@ -217,6 +219,11 @@ Result<Position> DecodePosition(std::string_view bytes);
 
 // Charged size of an extent or inline data: whole 4 KiB blocks, as ext4.
 inline uint64_t ChargedBytes(uint64_t length) { return (length + 4095) / 4096 * 4096; }
+
+// What an xattr charges to the volume's byte quota: its name and value, so
+// that xattrs cannot hold data past the quota. Charged to the volume's
+// usage, not to the inode's st_blocks.
+inline uint64_t XattrCharge(std::string_view name, std::string_view value) { return name.size() + value.size(); }
 
 // Checks a file or xattr name: non-empty, no '/', no NUL, not "." or "..",
 // at most kNameMax bytes.

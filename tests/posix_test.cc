@@ -204,6 +204,18 @@ TEST_F(PosixTest, SparseFilesAndSeekDataHole) {
   ASSERT_EQ(0, fstat(fd, &st));
   EXPECT_LT(st.st_blocks * 512, 1 << 20);  // holes take no space
   close(fd);
+
+  // st_blksize is the hole granularity: one byte in the third unit leaves
+  // the two before it a hole, as programs that size holes by it expect.
+  fd = open(P("units").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(0, fstat(fd, &st));
+  const off_t unit = st.st_blksize;
+  ASSERT_EQ(1, pwrite(fd, "u", 1, 2 * unit + 10));
+  EXPECT_EQ(2 * unit, lseek(fd, 0, SEEK_DATA));
+  EXPECT_EQ(0, lseek(fd, 0, SEEK_HOLE));
+  EXPECT_EQ(2 * unit + 11, lseek(fd, 2 * unit, SEEK_HOLE));
+  close(fd);
 }
 
 TEST_F(PosixTest, FilesBeyondFourGiB) {
@@ -292,7 +304,36 @@ TEST_F(PosixTest, Xattrs) {
   EXPECT_TRUE(got.count("user.color") && got.count("trusted.t") && got.count("security.s"));
   ASSERT_EQ(0, removexattr(p.c_str(), "user.color"));
   EXPECT_EQ(ENODATA, Errno(removexattr(p.c_str(), "user.color")));
+  // system.* holds only what the file system defines (POSIX ACLs), even for
+  // root, as on ext4.
+  EXPECT_EQ(EOPNOTSUPP, Errno(setxattr(p.c_str(), "system.evil", "x", 1, 0)));
+  EXPECT_EQ(EOPNOTSUPP, Errno(getxattr(p.c_str(), "system.evil", buf, sizeof buf)));
+  EXPECT_EQ(EOPNOTSUPP, Errno(removexattr(p.c_str(), "system.evil")));
   (void)path;
+}
+
+// trusted.* is for CAP_SYS_ADMIN only: others neither read nor list it.
+TEST_F(PosixTest, TrustedXattrsAreHiddenFromOtherUsers) {
+  std::string p = P("t");
+  WriteFile(p, "");
+  ASSERT_EQ(0, chmod(p.c_str(), 0666));
+  ASSERT_EQ(0, chmod(dir_.c_str(), 0755));
+  ASSERT_EQ(0, setxattr(p.c_str(), "trusted.t", "T", 1, 0));
+  ASSERT_EQ(0, setxattr(p.c_str(), "user.u", "U", 1, 0));
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (setgid(4321) != 0 || setuid(4321) != 0) _exit(2);
+    char names[256];
+    ssize_t n = listxattr(p.c_str(), names, sizeof names);
+    if (n < 0) _exit(3);
+    if (std::string(names, n) != std::string("user.u\0", 7)) _exit(4);
+    char value[8];
+    if (getxattr(p.c_str(), "trusted.t", value, sizeof value) >= 0 || errno != ENODATA) _exit(5);
+    _exit(0);
+  }
+  int status;
+  waitpid(pid, &status, 0);
+  EXPECT_EQ(0, WEXITSTATUS(status));
 }
 
 TEST_F(PosixTest, BadNamesAndPaths) {
@@ -520,6 +561,19 @@ TEST(QuotaTest, BytesAndInodesAreEnforcedAndReported) {
   ASSERT_EQ(0, unlink((mnt + "/fill").c_str()));
   WriteFile(mnt + "/after", std::string(100000, 'a'));
   EXPECT_EQ(100000u, ReadFile(mnt + "/after").size());
+
+  // Xattrs are no way around the quota: 64 KiB values run into it as data does.
+  const std::string value(64 * 1024, 'x');
+  int xattr_err = 0, stored = 0;
+  for (; stored < 40 && !xattr_err; ++stored) {
+    std::string name = "user.x" + std::to_string(stored);
+    if (setxattr((mnt + "/after").c_str(), name.c_str(), value.data(), value.size(), 0) < 0) xattr_err = errno;
+  }
+  EXPECT_EQ(EDQUOT, xattr_err);
+  EXPECT_GE(stored, 10);  // about 900 KiB were free
+  ASSERT_EQ(0, statvfs(mnt.c_str(), &st));
+  EXPECT_LT(st.f_bavail, 32u);
+  ASSERT_EQ(0, unlink((mnt + "/after").c_str()));
 
   int inode_err = 0;
   for (int i = 0; i < 30 && !inode_err; ++i) {
