@@ -91,7 +91,7 @@ Result<InodeRecord> VolumeFs::LoadInode(uint64_t ino) const {
   return InodeRecord::Decode(**raw);
 }
 
-Result<Position> VolumeFs::Commit(std::vector<Op> ops, const ChunkWrites& chunks, uint64_t promised) {
+Result<Position> VolumeFs::Commit(std::vector<Op> ops, const ChunkWrites& chunks, uint64_t* promised) {
   Txn txn;
   txn.time_ns = NowNs();
   txn.ops = std::move(ops);
@@ -103,7 +103,7 @@ Result<Position> VolumeFs::Commit(std::vector<Op> ops, const ChunkWrites& chunks
   return committed;
 }
 
-Result<Position> VolumeFs::Commit(Op op, const ChunkWrites& chunks, uint64_t promised) {
+Result<Position> VolumeFs::Commit(Op op, const ChunkWrites& chunks, uint64_t* promised) {
   std::vector<Op> ops;
   ops.push_back(std::move(op));
   return Commit(std::move(ops), chunks, promised);
@@ -721,7 +721,7 @@ Status VolumeFs::FlushLocked(uint64_t ino, bool for_fsync) {
   // promise) drops the buffered data: the error reaches the writer at close
   // or fsync, as a failed writeback would.
   Status committed = CommitBlocks(ino, pending->size, pending->blocks, pending->pages, for_fsync,
-                                  pending->quota_promised, &pending->space_promised)
+                                  &pending->quota_promised, &pending->space_promised)
                          .Context("commit buffered writes of inode " + std::to_string(ino));
   DropPending(ino);
   return committed;
@@ -802,7 +802,7 @@ Status VolumeFs::ZeroRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t 
 }
 
 Status VolumeFs::CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64_t, std::string>& blocks,
-                              const PageWrites& pages, bool for_fsync, uint64_t quota_promised,
+                              const PageWrites& pages, bool for_fsync, uint64_t* quota_promised,
                               uint64_t* space_promised) {
   // Hashing and compression happen here, outside the volume's commit lock.
   op::SetBlocks o;

@@ -151,8 +151,9 @@ class VolumeFs {
   Result<InodeRecord> LoadInode(uint64_t ino) const;
   // Commits ops as one txn, all or nothing, with the chunks they reference.
   // promised: quota reserved for what the txn commits (Volume::Commit).
-  Result<Position> Commit(std::vector<Op> ops, const ChunkWrites& chunks = {}, uint64_t promised = 0);
-  Result<Position> Commit(Op op, const ChunkWrites& chunks = {}, uint64_t promised = 0);
+  // promised: as Volume::Commit (consumed by a successful commit).
+  Result<Position> Commit(std::vector<Op> ops, const ChunkWrites& chunks = {}, uint64_t* promised = nullptr);
+  Result<Position> Commit(Op op, const ChunkWrites& chunks = {}, uint64_t* promised = nullptr);
   // setxattr of system.posix_acl_access (see SetXattr).
   Status SetAccessAcl(uint64_t ino, std::string_view value, uint32_t flags, const Caller& caller);
   struct stat ToStat(uint64_t ino, const InodeRecord& rec) const;
@@ -173,7 +174,7 @@ class VolumeFs {
   // as a page patch (or, past kMaxPatches, a rewritten block) and commits
   // them, with the file's new size, as one SetBlocks txn.
   Status CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64_t, std::string>& blocks,
-                      const PageWrites& pages = {}, bool for_fsync = false, uint64_t quota_promised = 0,
+                      const PageWrites& pages = {}, bool for_fsync = false, uint64_t* quota_promised = nullptr,
                       uint64_t* space_promised = nullptr);
   // Queues ino for purging once nothing holds it and it has no links.
   void MaybePurge(uint64_t ino);

@@ -115,7 +115,8 @@ Status Volume::CheckPromisesLocked(const StateDelta& delta, uint64_t others_prom
   return Status::Ok();
 }
 
-Result<Position> Volume::Commit(Txn* txn, const ChunkWrites& chunks, uint64_t promised) {
+Result<Position> Volume::Commit(Txn* txn, const ChunkWrites& chunks, uint64_t* promised_io) {
+  const uint64_t promised = promised_io ? *promised_io : 0;
   DisableRocksPerfCounters();
   std::lock_guard<std::mutex> lock(mu_);
   StateDelta delta(&store_->state(), pos_.checksum);
@@ -143,6 +144,8 @@ Result<Position> Volume::Commit(Txn* txn, const ChunkWrites& chunks, uint64_t pr
     }
   }
   pos_ = next;
+  promised_bytes_ -= std::min(promised, promised_bytes_);
+  if (promised_io) *promised_io = 0;
   return pos_;
 }
 

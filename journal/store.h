@@ -76,8 +76,12 @@ class Volume {
   // one WriteBatch (invariant 1). Fills txn's epoch, txid and checksum.
   // Reads see the txn on return; it is durable after Store::Sync().
   // promised: the byte quota reserved (ReserveQuota) for the data this txn
-  // commits, which it may use; the caller releases it afterwards.
-  Result<Position> Commit(Txn* txn, const ChunkWrites& chunks = {}, uint64_t promised = 0);
+  // commits, which it may use. A successful commit consumes it in the same
+  // critical section (*promised becomes 0): were it released only after,
+  // another commit in between would count it twice, once in the usage and
+  // once as promised, and be refused though its own data had been promised.
+  // After a failure the caller still holds it (ReleaseQuota).
+  Result<Position> Commit(Txn* txn, const ChunkWrites& chunks = {}, uint64_t* promised = nullptr);
 
   // Byte quota promised to file data buffered for a later commit, which may
   // come when nobody is left to hear of an error (the kernel's release of

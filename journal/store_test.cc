@@ -122,6 +122,42 @@ TEST_F(StoreTest, VerifyGivesUpOnceToldToStop) {
   EXPECT_EQ(Code::kBusy, check.status().code()) << check.status().ToString();
 }
 
+// Two files promised the whole quota between them: each commit uses its own
+// promise, and the first is not still counted as promised once its bytes
+// are in the usage, which would refuse the second.
+TEST_F(StoreTest, ACommitConsumesItsPromiseAtOnce) {
+  auto created = store_->CreateVolume("q", {4 * kBlockSize, 0});
+  ASSERT_TRUE(created.ok());
+  Volume* vol = *created;
+  const uint64_t a = vol->AllocateInode(), b = vol->AllocateInode();
+  ASSERT_TRUE(Commit(vol, op::Mknod{1, "a", a, kTypeRegular | 0644, 0, 0, 0, ""}).ok());
+  ASSERT_TRUE(Commit(vol, op::Mknod{1, "b", b, kTypeRegular | 0644, 0, 0, 0, ""}).ok());
+  uint64_t promised_a = 2 * kBlockSize, promised_b = 2 * kBlockSize;
+  ASSERT_TRUE(vol->ReserveQuota(promised_a).ok());
+  ASSERT_TRUE(vol->ReserveQuota(promised_b).ok());
+  EXPECT_EQ(Code::kQuota, vol->ReserveQuota(1).code());
+  auto two_blocks = [&](uint64_t ino) {
+    Txn txn;
+    txn.time_ns = NowNs();
+    txn.ops = {op::SetBlocks{ino, 2 * kBlockSize, {{0, {ino, 1}, kBlockSize, {}}, {1, {ino, 2}, kBlockSize, {}}}}};
+    return txn;
+  };
+  Txn txn_a = two_blocks(a);
+  ASSERT_TRUE(vol->Commit(&txn_a, {}, &promised_a).ok());
+  EXPECT_EQ(0u, promised_a);
+  Txn txn_b = two_blocks(b);
+  auto committed_b = vol->Commit(&txn_b, {}, &promised_b);
+  ASSERT_TRUE(committed_b.ok()) << committed_b.status().ToString();
+  EXPECT_EQ(0u, promised_b);
+  // Nothing is left promised: what remains is exactly the quota's rest.
+  EXPECT_EQ(Code::kQuota, vol->ReserveQuota(1).code());
+  Txn unlink;
+  unlink.time_ns = NowNs();
+  unlink.ops = {op::Unlink{1, "a", false}, op::Purge{a}};
+  ASSERT_TRUE(vol->Commit(&unlink).ok());
+  EXPECT_TRUE(vol->ReserveQuota(2 * kBlockSize).ok());
+}
+
 TEST_F(StoreTest, AStoreOfAnotherFormatIsRefusedWithItsVersion) {
   Create("v");
   Reopen();  // ours: opens
