@@ -377,6 +377,19 @@ Status VolumeFs::Rename(uint64_t parent, const std::string& name, uint64_t new_p
   if (name.size() > kNameMax) return Error(Code::kNameTooLong, "name longer than 255 bytes");
   auto raw = store_->Get(key::Dirent(vol_->id(), InodeId{new_parent}, new_name));
   if (!raw.ok()) return raw.status();
+  // Buffered writes of the files being moved are committed before the
+  // rename, so that no crash can leave the new name with older data (the
+  // "write a temporary file, rename it over the old one" idiom; ext4's
+  // auto_da_alloc does the same).
+  if (buffered_bytes_.load() != 0) {
+    for (const auto& [dir, entry] : {std::pair{parent, name}, std::pair{new_parent, new_name}}) {
+      auto moved = store_->Get(key::Dirent(vol_->id(), InodeId{dir}, entry));
+      if (!moved.ok()) return moved.status();
+      if (!*moved) continue;
+      auto rec = DirentRecord::Decode(**moved);
+      if (rec.ok()) ASPFS_RETURN_IF_ERROR(Flush(rec->ino));
+    }
+  }
   ASPFS_RETURN_IF_ERROR(Commit(op::Rename{parent, name, new_parent, new_name, flags}).status());
   if (*raw) {
     auto victim = DirentRecord::Decode(**raw);

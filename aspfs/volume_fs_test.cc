@@ -238,6 +238,27 @@ TEST_F(VolumeFsTest, DotAndDotDotFindAnInodeByNumber) {
   EXPECT_EQ(Code::kNotFound, fs_->Lookup(12345, ".").status().code());
 }
 
+// Write a new version, rename it over the old: the journal holds the data
+// before the rename, so no crash point shows the new name with older data.
+TEST_F(VolumeFsTest, RenameCommitsTheMovedFilesBufferedWritesFirst) {
+  uint64_t old_version = Create("config");
+  ASSERT_TRUE(fs_->Write(old_version, 0, std::string(70000, 'o')).ok());
+  ASSERT_TRUE(fs_->FlushAll().ok());
+  uint64_t new_version = Create("config.tmp");
+  ASSERT_TRUE(fs_->Write(new_version, 0, std::string(70000, 'n')).ok());
+  ASSERT_EQ(1, CountOps("set_blocks"));  // still buffered
+  ASSERT_TRUE(fs_->Rename(1, "config.tmp", 1, "config", 0).ok());
+  std::vector<std::string> order;
+  store_->ScanJournal(vol_->id(), 1, [&](const Txn& txn) {
+    for (const Op& op : txn.ops) {
+      std::string name = OpName(op);
+      if (name == "set_blocks" || name == "rename") order.push_back(name);
+    }
+    return true;
+  }).IgnoreError();
+  EXPECT_EQ((std::vector<std::string>{"set_blocks", "set_blocks", "rename"}), order);
+}
+
 TEST_F(VolumeFsTest, QueuedPurgesFreeQuotaWhenItRunsOut) {
   Volume* q = CreateQuotaVolume(0, 4);
   ASSERT_NE(nullptr, q);
