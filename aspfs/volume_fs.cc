@@ -907,19 +907,80 @@ Status VolumeFs::Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t len
     return Commit(touch).status();
   }
   if (mode & ~FALLOC_FL_KEEP_SIZE) return Error(Code::kNotSupported, "unsupported fallocate mode");
-  // Blocks are not reserved ahead: space is charged when data is written.
-  // Refuse what could never fit the quota, as ext4 would.
+  // Refuse at once what could never fit the quota, as ext4 would.
   auto summary = store_->Summarize(vol_);
   if (!summary.ok()) return summary.status();
   if (summary->quota.bytes && end > rec->size &&
       summary->usage.bytes + (end - std::min(end, rec->size)) > summary->quota.bytes) {
     return Error(Code::kQuota, "volume byte quota exceeded");
   }
-  if (!keep_size && end > rec->size) {
+  const uint64_t new_size = keep_size ? rec->size : std::max(rec->size, end);
+  // Reserved only up to the size: a block never lies past it (KEEP_SIZE
+  // beyond the end reserves nothing).
+  const uint64_t reserve_end = std::min(end, new_size);
+  if (offset < reserve_end) ASPFS_RETURN_IF_ERROR(ReserveRangeLocked(ino, *rec, offset, reserve_end, new_size));
+  if (new_size > rec->size) {
     touch.mask |= op::kSetSize;
-    touch.size = end;
+    touch.size = new_size;
   }
   return Commit(touch).status();
+}
+
+Status VolumeFs::ReserveRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t offset, uint64_t end,
+                                    uint64_t new_size) {
+  const bool has_blocks = HasBlocks(rec);
+  if (!has_blocks && end <= kInlineMax) return Status::Ok();  // an inline file's page is charged as written
+  // Blocks partly covered or holding inline data: their content, padded.
+  std::map<uint64_t, std::string> padded;
+  std::vector<uint64_t> holes;  // whole blocks of nothing: the shared zero block
+  if (!has_blocks && !rec.inline_data.empty()) padded[0] = rec.inline_data;  // leaving inline
+  for (uint64_t b = offset / kBlockSize; b <= (end - 1) / kBlockSize; ++b) {
+    const uint64_t hi = std::min(end, (b + 1) * kBlockSize) - b * kBlockSize;
+    if (auto it = padded.find(b); it != padded.end()) {
+      if (it->second.size() < hi) it->second.resize(hi, '\0');
+      continue;
+    }
+    std::optional<ExtentRecord> ext;
+    if (has_blocks) {
+      auto raw = store_->Get(key::Extent(vol_->id(), InodeId{ino}, b));
+      if (!raw.ok()) return raw.status();
+      if (*raw) {
+        auto decoded = ExtentRecord::Decode(**raw);
+        if (!decoded.ok()) return decoded.status();
+        ext = std::move(*decoded);
+      }
+    }
+    if (!ext && hi == kBlockSize) {
+      holes.push_back(b);
+      continue;
+    }
+    if (ext && ext->End() >= hi) continue;
+    std::string content;
+    if (ext) {
+      auto assembled = AssembleBlock(*ext, 0, ext->End());
+      if (!assembled.ok()) return assembled.status();
+      content = std::move(*assembled);
+    }
+    content.resize(hi, '\0');
+    padded[b] = std::move(content);
+  }
+  if (!padded.empty()) ASPFS_RETURN_IF_ERROR(CommitBlocks(ino, new_size, padded));
+  // Holes in txns of bounded size: a large fallocate need not be one txn,
+  // and one that runs out of quota keeps what it reserved, as Linux allows.
+  constexpr size_t kHolesPerTxn = 4096;
+  for (size_t first = 0; first < holes.size(); first += kHolesPerTxn) {
+    const ChunkId zero = HashChunk(ZeroBlock());
+    ChunkWrites chunks;
+    ASPFS_RETURN_IF_ERROR(store_->StageChunks({Store::ChunkData{zero, ZeroBlock()}}, false, &chunks, nullptr));
+    op::SetBlocks o;
+    o.ino = ino;
+    o.size = new_size;
+    for (size_t i = first; i < std::min(holes.size(), first + kHolesPerTxn); ++i) {
+      o.blocks.push_back(op::BlockRef{holes[i], zero, static_cast<uint32_t>(kBlockSize), {}});
+    }
+    ASPFS_RETURN_IF_ERROR(Commit(std::move(o), chunks).status());
+  }
+  return Status::Ok();
 }
 
 Result<uint64_t> VolumeFs::Lseek(uint64_t ino, uint64_t offset, int whence) {
@@ -950,7 +1011,9 @@ Result<uint64_t> VolumeFs::Lseek(uint64_t ino, uint64_t offset, int whence) {
         }
         uint64_t start = key::DecodeBigEndian(k.substr(prefix.size())) * kBlockSize;
         uint64_t stop = start + ext->End();
+        const bool hole = IsZeroFill(*ext);
         if (whence == SEEK_DATA) {
+          if (hole) return true;
           if (stop > pos) {
             data_at = std::max(pos, start);
             return false;
@@ -958,7 +1021,7 @@ Result<uint64_t> VolumeFs::Lseek(uint64_t ino, uint64_t offset, int whence) {
           return true;
         }
         // SEEK_HOLE: extend pos through contiguous data.
-        if (start > pos) return false;
+        if (start > pos || hole) return false;
         if (stop > pos) pos = stop;
         return ext->End() == kBlockSize;
       }));

@@ -164,6 +164,11 @@ class VolumeFs {
   // Zeroes [offset, offset+length) (whole blocks become holes) and sets the
   // size to new_size. REQUIRES(InodeLock(ino)).
   Status ZeroRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t offset, uint64_t length, uint64_t new_size);
+  // fallocate's promise that writes into [offset, end) will not run out of
+  // quota: holes there become zero-filled blocks (IsZeroFill: still holes to
+  // SEEK_DATA) and a short block is padded, so the range is charged now.
+  // end is at most new_size, the file's size afterwards.
+  Status ReserveRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t offset, uint64_t end, uint64_t new_size);
   Result<std::string> ReadBlock(uint64_t ino, uint64_t block) const;  // "" for a hole
   // A block's bytes (ext.End() of them), of which only [lo, hi) are sure to
   // be filled: the base chunk is read only when patches do not cover that range.

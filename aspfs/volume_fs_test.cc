@@ -363,6 +363,45 @@ TEST_F(VolumeFsTest, NearTheQuotaWritesAreCommittedAtOnce) {
   EXPECT_TRUE(store_->VerifyVolume(q).ok());
 }
 
+// fallocate(2): "subsequent writes into the range will not fail because of
+// lack of disk space" (here: quota), however full the volume gets meanwhile;
+// the reserved range still reads as zeros and seeks as a hole.
+TEST_F(VolumeFsTest, FallocateReservesQuotaForLaterWrites) {
+  Volume* q = CreateQuotaVolume(1 << 20, 0);
+  ASSERT_NE(nullptr, q);
+  VolumeFs fs(store_.get(), q);
+  auto f = fs.Mknod(1, "prealloc", 0100644, 0, Caller{});
+  ASSERT_TRUE(f.ok());
+  const uint64_t reserved = 300000;  // four whole blocks and a short fifth
+  ASSERT_TRUE(fs.Fallocate(f->st_ino, 0, 0, reserved).ok());
+  EXPECT_EQ(static_cast<off_t>(reserved), fs.GetAttr(f->st_ino)->st_size);
+  EXPECT_GE(fs.GetAttr(f->st_ino)->st_blocks * 512, static_cast<blkcnt_t>(reserved));
+  EXPECT_EQ(Code::kNoSuchOffset, fs.Lseek(f->st_ino, 0, SEEK_DATA).status().code());
+  EXPECT_EQ(0u, *fs.Lseek(f->st_ino, 0, SEEK_HOLE));
+  EXPECT_EQ(std::string(1000, '\0'), *fs.Read(f->st_ino, 70000, 1000));
+  // Another file takes everything left.
+  auto g = fs.Mknod(1, "greedy", 0100644, 0, Caller{});
+  ASSERT_TRUE(g.ok());
+  const std::string block(kBlockSize, 'g');
+  Status refused;
+  for (uint64_t off = 0; refused.ok() && off < (2u << 20); off += block.size()) {
+    auto w = fs.Write(g->st_ino, off, block);
+    if (w.ok()) w = fs.Fsync(g->st_ino).ok() ? w : Error(Code::kQuota, "fsync");
+    if (!w.ok()) refused = w.status();
+  }
+  ASSERT_EQ(Code::kQuota, refused.code());
+  // The reserved range takes its data, unaligned writes and whole pages alike.
+  const std::string data(reserved - 1001, 'd');
+  ASSERT_TRUE(fs.Write(f->st_ino, 1001, data).ok());
+  ASSERT_TRUE(fs.Write(f->st_ino, 0, std::string(kPageSize, 'p')).ok());
+  ASSERT_TRUE(fs.Fsync(f->st_ino).ok());
+  auto back = fs.Read(f->st_ino, 0, reserved);
+  ASSERT_TRUE(back.ok());
+  EXPECT_TRUE(std::string(kPageSize, 'p') + data.substr(kPageSize - 1001) == *back);
+  EXPECT_EQ(0u, *fs.Lseek(f->st_ino, 0, SEEK_DATA));
+  EXPECT_TRUE(store_->VerifyVolume(q).ok());
+}
+
 // A page written into a sparse block charges more than the page it was
 // promised; if that misses the quota at the release, the file's next fsync
 // reports it (as a failed writeback), once.

@@ -18,6 +18,18 @@ ChunkId HashChunk(std::string_view data) {
   return id;
 }
 
+std::string_view ZeroBlock() {
+  static const std::string zeros(kBlockSize, '\0');
+  return zeros;
+}
+
+bool IsZeroFill(const ExtentRecord& ext) {
+  if (!ext.patches.empty() || ext.length == 0) return false;
+  static const ChunkId whole = HashChunk(ZeroBlock());
+  if (ext.chunk == whole) return true;  // clipped by a truncate or not
+  return ext.length < kBlockSize && ext.chunk == HashChunk(ZeroBlock().substr(0, ext.length));
+}
+
 bool LooksIncompressible(std::string_view data) {
   // Shannon entropy of the byte histogram of an evenly spread sample, as
   // btrfs's heuristic: media, archives and random data sit near 8 bits per

@@ -12,6 +12,11 @@
 namespace aspfs {
 
 ChunkId HashChunk(std::string_view data);
+// A block of length zeros, and whether ext is one: how fallocate reserves
+// room (one shared chunk), and what SEEK_DATA and SEEK_HOLE count as a hole,
+// as ext4 counts unwritten extents.
+std::string_view ZeroBlock();  // kBlockSize zeros
+bool IsZeroFill(const ExtentRecord& ext);
 // Stored body: 1 format byte (0 raw, 1 zstd), 4-byte little-endian length, payload.
 // Data that looks incompressible (LooksIncompressible) is stored raw without trying.
 std::string EncodeChunk(std::string_view data);
