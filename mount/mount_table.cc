@@ -2,6 +2,7 @@
 
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include <cerrno>
 #include <climits>
@@ -30,10 +31,13 @@ void MountTable::FlushVolume(const std::string& volume) {
 
 Status MountTable::Mount(const std::string& volume, const std::string& dir, bool read_only) {
   char resolved[PATH_MAX];
-  struct stat before;
-  if (stat(dir.c_str(), &before) != 0 && errno == ENOTCONN) {
-    // A dead FUSE mount left by a daemon that was killed: clear it away.
-    umount2(dir.c_str(), MNT_DETACH);
+  // A dead FUSE mount left by a daemon that was killed: clear it away (each
+  // of them, should kills and remounts have stacked several), or the new
+  // mount would go on top and the dead one stay behind it. statfs always
+  // asks the daemon; a stat may be answered from cached attributes.
+  struct statfs before;
+  for (int dead = 0; dead < 16 && statfs(dir.c_str(), &before) != 0 && errno == ENOTCONN; ++dead) {
+    if (umount2(dir.c_str(), MNT_DETACH) != 0) break;
   }
   if (!realpath(dir.c_str(), resolved)) return Error(Code::kNotFound, "mount point " + dir + ": " + strerror(errno));
   std::string path = resolved;

@@ -689,16 +689,28 @@ TEST(DaemonTest, MountClearsADeadMountLeftByAKilledDaemon) {
   daemon.Start();
   std::string mnt = daemon.CreateAndMount("k");
   WriteFileDurably(mnt + "/f", "x");  // only fsynced data is promised to outlive a kill
-  daemon.Kill9(/*leave_dead_mounts=*/true);
-  // Opening the directory needs the dead daemon (a stat may be answered from
-  // cached attributes).
-  EXPECT_EQ(-1, open(mnt.c_str(), O_RDONLY | O_DIRECTORY));
-  EXPECT_EQ(ENOTCONN, errno);
-  daemon.Start();
-  auto mounted = daemon.Cli({"mount", "k", mnt});
-  ASSERT_EQ(0, mounted.exit_code) << mounted.err;
-  EXPECT_EQ("x", ReadFile(mnt + "/f"));
+  auto mounts_at = [&] {
+    std::string table = ReadFile("/proc/self/mounts");
+    int n = 0;
+    for (size_t at = table.find(" " + mnt + " "); at != std::string::npos; at = table.find(" " + mnt + " ", at + 1)) ++n;
+    return n;
+  };
+  // Twice, the second time without touching the dead mount first: a stat of
+  // it is answered from cached attributes, as if it were alive.
+  for (int round = 0; round < 2; ++round) {
+    daemon.Kill9(/*leave_dead_mounts=*/true);
+    if (round == 0) {
+      EXPECT_EQ(-1, open(mnt.c_str(), O_RDONLY | O_DIRECTORY));  // needs the daemon
+      EXPECT_EQ(ENOTCONN, errno);
+    }
+    daemon.Start();
+    auto mounted = daemon.Cli({"mount", "k", mnt});
+    ASSERT_EQ(0, mounted.exit_code) << mounted.err;
+    EXPECT_EQ(1, mounts_at()) << "a dead mount stays under the new one";
+    EXPECT_EQ("x", ReadFile(mnt + "/f"));
+  }
   EXPECT_EQ(0, daemon.Stop());
+  EXPECT_EQ(0, mounts_at());
 }
 
 }  // namespace
