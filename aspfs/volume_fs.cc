@@ -697,6 +697,8 @@ Result<size_t> VolumeFs::WriteLocked(uint64_t ino, uint64_t offset, std::string_
     memcpy(content.data() + lo, src, hi - lo);
   }
   pending->size = std::max(pending->size, end);
+  pending->last_write_ns = NowNs();
+  pending->ended_on_page = end % kPageSize == 0;
   if (commit_now || pending->bytes >= kMaxBufferedBytes) ASPFS_RETURN_IF_ERROR(FlushLocked(ino));
   return data.size();
 }
@@ -748,15 +750,27 @@ Status VolumeFs::Flush(uint64_t ino, bool for_fsync) {
   return FlushLocked(ino, for_fsync);
 }
 
-Status VolumeFs::FlushAll() {
+Status VolumeFs::FlushAll() { return FlushBuffers(0); }
+
+Status VolumeFs::FlushSettled(int64_t settle_ns) { return FlushBuffers(settle_ns); }
+
+Status VolumeFs::FlushBuffers(int64_t settle_ns) {
   std::vector<uint64_t> inodes;
   {
     std::lock_guard<std::mutex> lock(dirty_mu_);
     for (auto& [ino, pending] : dirty_) inodes.push_back(ino);
   }
+  const int64_t now = NowNs();
   Status first_error;
   for (uint64_t ino : inodes) {
-    Status s = Flush(ino);
+    std::lock_guard<std::mutex> inode_lock(InodeLock(ino));
+    PendingWrite* pending = FindPending(ino);
+    if (!pending) continue;
+    if (pending->ended_on_page && now - pending->last_write_ns < settle_ns && pending->timer_skips < kMaxTimerSkips) {
+      ++pending->timer_skips;  // the rest of a split write(2) may be on its way
+      continue;
+    }
+    Status s = FlushLocked(ino);
     if (!s.ok() && first_error.ok()) first_error = s;
   }
   PurgeQueued();

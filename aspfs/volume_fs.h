@@ -111,9 +111,18 @@ class VolumeFs {
   // reads or changes the file). for_fsync: a WAL sync follows, so small
   // chunks go into the WAL and the chunk log needs no sync of its own.
   Status Flush(uint64_t ino, bool for_fsync = false);
-  // Commits every buffered write and queued purge of the volume
-  // (group-commit timer, unmount).
+  // Commits every buffered write and queued purge of the volume (unmount,
+  // SIGTERM, tests).
   Status FlushAll();
+  // The group-commit timer's FlushAll. The kernel sends one write(2) as
+  // several FUSE writes (an unaligned start's first page alone, then up to
+  // max_write each), each ending on a page boundary; a commit between them
+  // would let a crash keep half of the write(2). So a buffer whose last
+  // write ended on a page boundary less than settle_ns ago waits for the
+  // next tick, at most kMaxTimerSkips ticks in a row.
+  Status FlushSettled(int64_t settle_ns = kSplitWriteSettleNs);
+  static constexpr int64_t kSplitWriteSettleNs = 5'000'000;
+  static constexpr int kMaxTimerSkips = 4;
   // The kernel's release of a file after its last close: its buffered writes
   // are committed. Nobody waits for the answer, so an error is kept for the
   // file's next fsync.
@@ -199,6 +208,9 @@ class VolumeFs {
     size_t bytes = 0;
     uint64_t quota_promised = 0;  // Volume::ReserveQuota's for the commit
     uint64_t space_promised = 0;  // SpaceGuard::Promise's, until StageChunks settles it
+    int64_t last_write_ns = 0;    // FlushSettled's: when the last write came
+    bool ended_on_page = false;   // and whether it ended on a page boundary
+    int timer_skips = 0;          // ticks FlushSettled has let it wait
   };
   // Buffers a write (commit_now: and commits it at once). REQUIRES(InodeLock(ino))
   Result<size_t> WriteLocked(uint64_t ino, uint64_t offset, std::string_view data, bool commit_now);
@@ -207,6 +219,8 @@ class VolumeFs {
   PendingWrite* FindPending(uint64_t ino);
   Status FlushLocked(uint64_t ino, bool for_fsync = false);  // REQUIRES(InodeLock(ino))
   void DropPending(uint64_t ino);    // REQUIRES(InodeLock(ino))
+  // FlushAll and FlushSettled; settle_ns 0 flushes every buffer.
+  Status FlushBuffers(int64_t settle_ns);
 
   Store* store_;
   Volume* vol_;

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
+#include <limits>
 #include <unistd.h>
 
 #include <atomic>
@@ -257,6 +259,33 @@ TEST_F(VolumeFsTest, RenameCommitsTheMovedFilesBufferedWritesFirst) {
     return true;
   }).IgnoreError();
   EXPECT_EQ((std::vector<std::string>{"set_blocks", "set_blocks", "rename"}), order);
+}
+
+// The kernel sends an unaligned write(2) as its first page's piece, then
+// the rest: the timer's flush must not commit between them, or a crash could
+// keep half the write(2). It waits while the last piece ended on a page
+// boundary just now, a bounded number of ticks.
+TEST_F(VolumeFsTest, TheTimerDoesNotCommitBetweenPiecesOfOneWrite) {
+  uint64_t ino = Create("log");
+  ASSERT_TRUE(fs_->Write(ino, 0, std::string(70000, 'a')).ok());
+  ASSERT_TRUE(fs_->FlushAll().ok());
+  const int64_t forever = std::numeric_limits<int64_t>::max();
+  ASSERT_TRUE(fs_->Write(ino, 70000, std::string(73728 - 70000, 'b')).ok());  // up to a page boundary
+  ASSERT_TRUE(fs_->FlushSettled(forever).ok());
+  EXPECT_EQ(1, CountOps("set_blocks"));  // waited
+  ASSERT_TRUE(fs_->Write(ino, 73728, std::string(5000, 'b')).ok());  // the rest: not on a boundary
+  ASSERT_TRUE(fs_->FlushSettled(forever).ok());
+  EXPECT_EQ(2, CountOps("set_blocks"));
+  // A writer that keeps ending on page boundaries is committed all the same.
+  for (int tick = 0; tick <= VolumeFs::kMaxTimerSkips; ++tick) {
+    ASSERT_TRUE(fs_->Write(ino, 4096 * (20 + tick), std::string(4096, 'c')).ok());
+    ASSERT_TRUE(fs_->FlushSettled(forever).ok());
+  }
+  EXPECT_EQ(3, CountOps("set_blocks"));
+  // Settled long enough ago: committed at once.
+  ASSERT_TRUE(fs_->Write(ino, 4096 * 30, std::string(4096, 'd')).ok());
+  ASSERT_TRUE(fs_->FlushSettled(0).ok());
+  EXPECT_EQ(4, CountOps("set_blocks"));
 }
 
 TEST_F(VolumeFsTest, QueuedPurgesFreeQuotaWhenItRunsOut) {

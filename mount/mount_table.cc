@@ -12,14 +12,14 @@
 namespace aspfs {
 
 MountTable::MountTable(Store* store) : store_(store) {
-  flusher_ = std::make_unique<GroupCommitFlusher>(std::chrono::milliseconds(500), [this] { FlushAll(); });
+  flusher_ = std::make_unique<GroupCommitFlusher>(std::chrono::milliseconds(500), [this] { FlushOnTimer(); });
 }
 
-void MountTable::FlushAll() {
+void MountTable::FlushOnTimer() {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [path, server] : mounts_) {
     // A failure is reported to the writer at its next fsync or close.
-    server->fs()->FlushAll().IgnoreError();
+    server->fs()->FlushSettled().IgnoreError();
   }
 }
 

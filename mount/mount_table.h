@@ -36,8 +36,9 @@ class MountTable {
   void UnmountAll();
   std::vector<MountInfo> List();
   std::optional<MountInfo> FindVolume(const std::string& volume);
-  // Commits every mount's buffered writes and purges (the group-commit timer).
-  void FlushAll();
+  // The group-commit timer: commits every mount's buffered writes and
+  // purges, a write(2) the kernel split waiting whole (VolumeFs::FlushSettled).
+  void FlushOnTimer();
   // The same for one volume, if mounted (before reporting its usage).
   void FlushVolume(const std::string& volume);
 
