@@ -377,24 +377,26 @@ Status VolumeFs::Rename(uint64_t parent, const std::string& name, uint64_t new_p
   if (name.size() > kNameMax) return Error(Code::kNameTooLong, "name longer than 255 bytes");
   auto raw = store_->Get(key::Dirent(vol_->id(), InodeId{new_parent}, new_name));
   if (!raw.ok()) return raw.status();
+  std::optional<uint64_t> target;
+  if (*raw) {
+    auto entry = DirentRecord::Decode(**raw);
+    if (entry.ok()) target = entry->ino;
+  }
   // Buffered writes of the files being moved are committed before the
   // rename, so that no crash can leave the new name with older data (the
   // "write a temporary file, rename it over the old one" idiom; ext4's
-  // auto_da_alloc does the same).
+  // auto_da_alloc does the same). A replaced target's writes are moot.
   if (buffered_bytes_.load() != 0) {
-    for (const auto& [dir, entry] : {std::pair{parent, name}, std::pair{new_parent, new_name}}) {
-      auto moved = store_->Get(key::Dirent(vol_->id(), InodeId{dir}, entry));
-      if (!moved.ok()) return moved.status();
-      if (!*moved) continue;
-      auto rec = DirentRecord::Decode(**moved);
-      if (rec.ok()) ASPFS_RETURN_IF_ERROR(Flush(rec->ino));
+    auto moved = store_->Get(key::Dirent(vol_->id(), InodeId{parent}, name));
+    if (!moved.ok()) return moved.status();
+    if (*moved) {
+      auto entry = DirentRecord::Decode(**moved);
+      if (entry.ok()) ASPFS_RETURN_IF_ERROR(Flush(entry->ino));
     }
+    if (target && (flags & op::kRenameExchange)) ASPFS_RETURN_IF_ERROR(Flush(*target));
   }
   ASPFS_RETURN_IF_ERROR(Commit(op::Rename{parent, name, new_parent, new_name, flags}).status());
-  if (*raw) {
-    auto victim = DirentRecord::Decode(**raw);
-    if (victim.ok()) MaybePurge(victim->ino);
-  }
+  if (target) MaybePurge(*target);
   return Status::Ok();
 }
 
@@ -454,13 +456,20 @@ bool VolumeFs::HasBlocks(const InodeRecord& rec) {
   return (rec.flags & kInodeMayHaveBlocks) && rec.inline_data.empty();
 }
 
-Result<std::string> VolumeFs::ReadBlock(uint64_t ino, uint64_t block) const {
+Result<std::optional<ExtentRecord>> VolumeFs::LoadExtent(uint64_t ino, uint64_t block) const {
   auto raw = store_->Get(key::Extent(vol_->id(), InodeId{ino}, block));
   if (!raw.ok()) return raw.status();
-  if (!*raw) return std::string();
+  if (!*raw) return std::optional<ExtentRecord>();
   auto ext = ExtentRecord::Decode(**raw);
   if (!ext.ok()) return ext.status();
-  return AssembleBlock(*ext, 0, kBlockSize);
+  return std::optional<ExtentRecord>(std::move(*ext));
+}
+
+Result<std::string> VolumeFs::ReadBlock(uint64_t ino, uint64_t block) const {
+  auto ext = LoadExtent(ino, block);
+  if (!ext.ok()) return ext.status();
+  if (!*ext) return std::string();
+  return AssembleBlock(**ext, 0, kBlockSize);
 }
 
 Result<std::string> VolumeFs::AssembleBlock(const ExtentRecord& ext, uint64_t lo, uint64_t hi) const {
@@ -549,14 +558,12 @@ Result<std::vector<std::string>> VolumeFs::ReadParts(uint64_t ino, uint64_t offs
     }
     // Point lookups (bloom-filtered for holes) beat an iterator for the few
     // blocks one read spans.
-    auto raw = store_->Get(key::Extent(vol_->id(), InodeId{ino}, b));
-    if (!raw.ok()) return raw.status();
+    auto ext = LoadExtent(ino, b);
+    if (!ext.ok()) return ext.status();
     std::string content;
-    if (*raw) {
-      auto ext = ExtentRecord::Decode(**raw);
-      if (!ext.ok()) return ext.status();
+    if (*ext) {
       // Buffered pages go over the whole block; otherwise only the range is fetched.
-      auto data = pages ? AssembleBlock(*ext, 0, kBlockSize) : AssembleBlock(*ext, lo, hi);
+      auto data = pages ? AssembleBlock(**ext, 0, kBlockSize) : AssembleBlock(**ext, lo, hi);
       if (!data.ok()) return data.status().Context("read inode " + std::to_string(ino));
       content = std::move(*data);
     }
@@ -849,14 +856,9 @@ Status VolumeFs::CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64
   };
   for (const auto& [b, content] : blocks) add_block(b, content);
   for (const auto& [b, written] : pages) {
-    ExtentRecord ext;
-    auto raw = store_->Get(key::Extent(vol_->id(), InodeId{ino}, b));
-    if (!raw.ok()) return raw.status();
-    if (*raw) {
-      auto decoded = ExtentRecord::Decode(**raw);
-      if (!decoded.ok()) return decoded.status();
-      ext = std::move(*decoded);
-    }
+    auto loaded = LoadExtent(ino, b);
+    if (!loaded.ok()) return loaded.status();
+    ExtentRecord ext = loaded->value_or(ExtentRecord{});
     size_t patches = ext.patches.size();
     for (const auto& [page, bytes] : written) patches += !ext.HasPatch(page);
     if (written.size() == kPagesPerBlock || patches > kMaxPatches) {
@@ -956,13 +958,9 @@ Status VolumeFs::ReserveRangeLocked(uint64_t ino, const InodeRecord& rec, uint64
     }
     std::optional<ExtentRecord> ext;
     if (has_blocks) {
-      auto raw = store_->Get(key::Extent(vol_->id(), InodeId{ino}, b));
-      if (!raw.ok()) return raw.status();
-      if (*raw) {
-        auto decoded = ExtentRecord::Decode(**raw);
-        if (!decoded.ok()) return decoded.status();
-        ext = std::move(*decoded);
-      }
+      auto loaded = LoadExtent(ino, b);
+      if (!loaded.ok()) return loaded.status();
+      ext = std::move(*loaded);
     }
     if (!ext && hi == kBlockSize) {
       holes.push_back(b);

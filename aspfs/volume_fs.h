@@ -18,6 +18,7 @@
 #include <memory>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -178,6 +179,7 @@ class VolumeFs {
   // SEEK_DATA) and a short block is padded, so the range is charged now.
   // end is at most new_size, the file's size afterwards.
   Status ReserveRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t offset, uint64_t end, uint64_t new_size);
+  Result<std::optional<ExtentRecord>> LoadExtent(uint64_t ino, uint64_t block) const;  // nullopt: a hole
   Result<std::string> ReadBlock(uint64_t ino, uint64_t block) const;  // "" for a hole
   // A block's bytes (ext.End() of them), of which only [lo, hi) are sure to
   // be filled: the base chunk is read only when patches do not cover that range.

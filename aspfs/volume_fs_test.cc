@@ -259,6 +259,13 @@ TEST_F(VolumeFsTest, RenameCommitsTheMovedFilesBufferedWritesFirst) {
     return true;
   }).IgnoreError();
   EXPECT_EQ((std::vector<std::string>{"set_blocks", "set_blocks", "rename"}), order);
+  // RENAME_EXCHANGE moves both files: both go first.
+  uint64_t other = Create("other");
+  ASSERT_TRUE(fs_->Write(other, 0, std::string(70000, 'x')).ok());
+  ASSERT_TRUE(fs_->Write(new_version, 0, std::string(70000, 'm')).ok());
+  ASSERT_TRUE(fs_->Rename(1, "config", 1, "other", op::kRenameExchange).ok());
+  EXPECT_EQ(4, CountOps("set_blocks"));
+  EXPECT_EQ("rename", LastTxnOps().back());
 }
 
 // The kernel sends an unaligned write(2) as its first page's piece, then
