@@ -584,6 +584,13 @@ Result<size_t> VolumeFs::Write(uint64_t ino, uint64_t offset, std::string_view d
   return WriteLocked(ino, offset, data, /*commit_now=*/false);
 }
 
+bool VolumeFs::KeptAsPages(const PendingWrite& pending, uint64_t lo, uint64_t hi) {
+  // Whole pages of a block the file may have, short of the whole block: a
+  // write of the whole block needs nothing of the old one, and as one
+  // buffer it is not copied a second time at commit.
+  return pending.has_blocks && lo % kPageSize == 0 && hi % kPageSize == 0 && !(lo == 0 && hi == kBlockSize);
+}
+
 uint64_t VolumeFs::PromiseFor(const PendingWrite& pending, uint64_t offset, uint64_t end) {
   // At most what the commit can charge: a whole block for each block the
   // buffer takes on, a page for each page written into a block the file has.
@@ -593,7 +600,7 @@ uint64_t VolumeFs::PromiseFor(const PendingWrite& pending, uint64_t offset, uint
     const uint64_t bstart = b * kBlockSize;
     const uint64_t lo = std::max(offset, bstart) - bstart;
     const uint64_t hi = std::min(end, bstart + kBlockSize) - bstart;
-    if (pending.has_blocks && lo % kPageSize == 0 && hi % kPageSize == 0) {
+    if (KeptAsPages(pending, lo, hi)) {
       auto pages = pending.pages.find(b);
       for (uint64_t at = lo; at < hi; at += kPageSize) {
         if (pages == pending.pages.end() || !pages->second.count(static_cast<uint32_t>(at / kPageSize))) {
@@ -658,8 +665,7 @@ Result<size_t> VolumeFs::WriteLocked(uint64_t ino, uint64_t offset, std::string_
     const uint64_t lo = std::max(offset, bstart) - bstart;
     const uint64_t hi = std::min(end, bstart + kBlockSize) - bstart;
     auto it = pending->blocks.find(b);
-    if (it == pending->blocks.end() && pending->has_blocks && lo % kPageSize == 0 && hi % kPageSize == 0) {
-      // Whole pages of a block the file may have: kept as pages, the block unread.
+    if (it == pending->blocks.end() && KeptAsPages(*pending, lo, hi)) {
       auto& pages = pending->pages[b];
       for (uint64_t at = lo; at < hi; at += kPageSize) {
         auto [page, added] = pages.try_emplace(static_cast<uint32_t>(at / kPageSize));
@@ -673,7 +679,7 @@ Result<size_t> VolumeFs::WriteLocked(uint64_t ino, uint64_t offset, std::string_
     }
     if (it == pending->blocks.end()) {
       std::string content;
-      if (pending->has_blocks) {
+      if (pending->has_blocks && !(lo == 0 && hi == kBlockSize)) {
         auto existing = ReadBlock(ino, b);
         if (!existing.ok()) return existing.status();
         content = std::move(*existing);

@@ -217,6 +217,7 @@ class VolumeFs {
   // Buffers a write (commit_now: and commits it at once). REQUIRES(InodeLock(ino))
   Result<size_t> WriteLocked(uint64_t ino, uint64_t offset, std::string_view data, bool commit_now);
   // The quota the commit of pending may need more once [offset, end) is written into it.
+  static bool KeptAsPages(const PendingWrite& pending, uint64_t lo, uint64_t hi);
   static uint64_t PromiseFor(const PendingWrite& pending, uint64_t offset, uint64_t end);
   PendingWrite* FindPending(uint64_t ino);
   Status FlushLocked(uint64_t ino, bool for_fsync = false);  // REQUIRES(InodeLock(ino))

@@ -195,6 +195,33 @@ TEST_F(VolumeFsTest, WholePageWritesBecomePagePatchesUntilTheBlockIsRewritten) {
   EXPECT_TRUE(store_->VerifyVolume(vol_).ok());
 }
 
+
+TEST_F(VolumeFsTest, AWholeBlockWriteReplacesTheBlockAndThePagesBufferedForIt) {
+  uint64_t ino = Create("f");
+  std::string expect(3 * kBlockSize, '\0');
+  for (size_t i = 0; i < expect.size(); ++i) expect[i] = static_cast<char>('a' + i % 23);
+  ASSERT_TRUE(fs_->Write(ino, 0, expect).ok());
+  ASSERT_TRUE(fs_->Flush(ino).ok());
+  auto write = [&](uint64_t offset, size_t length, char fill) {
+    std::string data(length, fill);
+    ASSERT_TRUE(fs_->Write(ino, offset, data).ok());
+    expect.replace(offset, length, data);
+  };
+  write(kBlockSize + 2 * kPageSize, kPageSize, 'P');  // buffered as a page
+  write(kBlockSize, kBlockSize, 'W');                   // the whole block
+  write(kBlockSize + 7 * kPageSize, kPageSize, 'Q');  // into the buffered block
+  EXPECT_EQ(expect, *fs_->Read(ino, 0, expect.size()));
+  ASSERT_TRUE(fs_->Flush(ino).ok());
+  auto ext = *ExtentRecord::Decode(**store_->Get(key::Extent(vol_->id(), InodeId{ino}, 1)));
+  EXPECT_TRUE(ext.patches.empty());
+  EXPECT_EQ(expect, *fs_->Read(ino, 0, expect.size()));
+  // Whole blocks past the end, and one straddling two blocks.
+  write(3 * kBlockSize, 2 * kBlockSize, 'E');
+  write(kBlockSize / 2, kBlockSize, 'S');
+  ASSERT_TRUE(fs_->Flush(ino).ok());
+  EXPECT_EQ(expect, *fs_->Read(ino, 0, expect.size() + 1));
+  EXPECT_TRUE(store_->VerifyVolume(vol_).ok());
+}
 TEST_F(VolumeFsTest, FlushAllCommitsEveryInode) {
   uint64_t a = Create("a"), b = Create("b");
   ASSERT_TRUE(fs_->Write(a, 0, std::string(70000, 'a')).ok());
