@@ -141,12 +141,14 @@ struct stat VolumeFs::ToStat(uint64_t ino, const InodeRecord& rec) const {
   st.st_uid = rec.uid;
   st.st_gid = rec.gid;
   st.st_rdev = rec.rdev;
-  st.st_size = IsDir(rec.mode) ? 4096 : rec.size;
+  // A directory looks like ext4's first one: a 4 KiB block (du counts it).
+  constexpr uint64_t kDirBytes = 4096;
+  st.st_size = IsDir(rec.mode) ? kDirBytes : rec.size;
   // The unit of allocation and of holes (SEEK_HOLE, SEEK_DATA), which is
   // what programs take st_blksize for (xfstests' seek_sanity_test, cp); it
   // is also stdio's buffer size, and every write(2) is a round trip.
   st.st_blksize = kBlockSize;
-  st.st_blocks = rec.alloc_bytes / 512;
+  st.st_blocks = (IsDir(rec.mode) ? kDirBytes : rec.alloc_bytes) / 512;
   SetTime(&st.st_atim, rec.atime_ns);
   SetTime(&st.st_mtim, rec.mtime_ns);
   SetTime(&st.st_ctim, rec.ctime_ns);

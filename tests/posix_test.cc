@@ -72,6 +72,11 @@ TEST_F(PosixTest, CreateWriteReadList) {
   while (dirent* e = readdir(d)) names.insert(e->d_name);
   closedir(d);
   EXPECT_EQ((std::set<std::string>{".", "..", "a", "sub"}), names);
+  // A directory has a size and a block, as on ext4: du counts it.
+  struct stat st;
+  ASSERT_EQ(0, stat(P("sub").c_str(), &st));
+  EXPECT_EQ(4096, st.st_size);
+  EXPECT_EQ(8, st.st_blocks);
 }
 
 TEST_F(PosixTest, LargeFileAcrossBlocksRoundTrips) {
