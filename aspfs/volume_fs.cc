@@ -633,6 +633,7 @@ Result<size_t> VolumeFs::WriteLocked(uint64_t ino, uint64_t offset, std::string_
     auto fresh = std::make_unique<PendingWrite>();
     fresh->size = rec->size;
     fresh->has_blocks = has_blocks;
+    fresh->stage_from = (rec->size + kBlockSize - 1) / kBlockSize;
     if (!has_blocks && !rec->inline_data.empty()) {
       fresh->blocks[0] = rec->inline_data;  // leaving inline
       fresh->bytes = rec->inline_data.size();
@@ -698,6 +699,7 @@ Result<size_t> VolumeFs::WriteLocked(uint64_t ino, uint64_t offset, std::string_
       it = pending->blocks.emplace(b, std::move(content)).first;
     }
     std::string& content = it->second;
+    if (pending->handed.count(b)) Unstage(pending, b);  // its job reads content
     const char* src = data.data() + (bstart + lo - offset);
     if (content.size() < hi) {
       pending->bytes += hi - content.size();
@@ -705,11 +707,14 @@ Result<size_t> VolumeFs::WriteLocked(uint64_t ino, uint64_t offset, std::string_
       if (content.size() == lo) {  // appending: no zero-fill first
         if (content.capacity() < kBlockSize) content.reserve(kBlockSize);
         content.append(src, hi - lo);
-        continue;
+      } else {
+        content.resize(hi, '\0');
+        memcpy(content.data() + lo, src, hi - lo);
       }
-      content.resize(hi, '\0');
+    } else {
+      memcpy(content.data() + lo, src, hi - lo);
     }
-    memcpy(content.data() + lo, src, hi - lo);
+    if (hi == kBlockSize && content.size() == kBlockSize && b >= pending->stage_from) StageAhead(pending, b, content);
   }
   pending->size = std::max(pending->size, end);
   pending->last_write_ns = NowNs();
@@ -718,8 +723,49 @@ Result<size_t> VolumeFs::WriteLocked(uint64_t ino, uint64_t offset, std::string_
   return data.size();
 }
 
+void VolumeFs::StageAhead(PendingWrite* pending, uint64_t block, std::string_view content) {
+  // The block's share of the disk space promised to the buffer goes with it.
+  const uint64_t share = std::min<uint64_t>(kBlockSize, pending->space_promised);
+  pending->space_promised -= share;
+  pending->handed.insert(block);
+  {
+    std::lock_guard<std::mutex> lock(pending->staged_mu);
+    ++pending->staging;
+  }
+  store_->RunInBackground([store = store_, pending, block, content, unsettled = share]() mutable {
+    StagedBlock staged;
+    staged.id = HashChunk(content);
+    staged.size = static_cast<uint32_t>(content.size());
+    staged.status = store->StageChunks({Store::ChunkData{staged.id, content}}, /*in_wal=*/false, &staged.writes, &unsettled);
+    store->space_guard().Release(unsettled);  // unsettled: StageChunks failed first
+    std::lock_guard<std::mutex> lock(pending->staged_mu);
+    pending->staged[block] = std::move(staged);
+    --pending->staging;
+    pending->staged_cv.notify_all();  // under the lock: the waiter may free pending once it has it
+  });
+}
+
+void VolumeFs::WaitStaged(PendingWrite* pending) {
+  std::unique_lock<std::mutex> lock(pending->staged_mu);
+  pending->staged_cv.wait(lock, [&] { return pending->staging == 0; });
+}
+
+void VolumeFs::WaitStagedForTest(uint64_t ino) {
+  std::lock_guard<std::mutex> inode_lock(InodeLock(ino));
+  if (PendingWrite* pending = FindPending(ino)) WaitStaged(pending);
+}
+
+void VolumeFs::Unstage(PendingWrite* pending, uint64_t block) {
+  // A block written again after its staging is committed from the buffer;
+  // what was logged for it is left unreferenced.
+  WaitStaged(pending);
+  pending->handed.erase(block);
+  pending->staged.erase(block);
+}
+
 VolumeFs::~VolumeFs() {
   for (const auto& [ino, pending] : dirty_) {
+    WaitStaged(pending.get());
     vol_->ReleaseQuota(pending->quota_promised);
     store_->space_guard().Release(pending->space_promised);
   }
@@ -732,6 +778,8 @@ VolumeFs::PendingWrite* VolumeFs::FindPending(uint64_t ino) {
 }
 
 void VolumeFs::DropPending(uint64_t ino) {
+  // Only the inode lock's holder removes the entry: it stays while we wait.
+  if (PendingWrite* pending = FindPending(ino)) WaitStaged(pending);
   std::lock_guard<std::mutex> lock(dirty_mu_);
   auto it = dirty_.find(ino);
   if (it == dirty_.end()) return;
@@ -750,8 +798,9 @@ Status VolumeFs::FlushLocked(uint64_t ino, bool for_fsync) {
   // A failed commit (store error, or a quota a sparse block outgrew its
   // promise) drops the buffered data: the error reaches the writer at close
   // or fsync, as a failed writeback would.
+  WaitStaged(pending);  // no job starts while the inode lock is held
   Status committed = CommitBlocks(ino, pending->size, pending->blocks, pending->pages, for_fsync,
-                                  &pending->quota_promised, &pending->space_promised)
+                                  &pending->quota_promised, &pending->space_promised, &pending->staged)
                          .Context("commit buffered writes of inode " + std::to_string(ino));
   DropPending(ino);
   return committed;
@@ -845,7 +894,7 @@ Status VolumeFs::ZeroRangeLocked(uint64_t ino, const InodeRecord& rec, uint64_t 
 
 Status VolumeFs::CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64_t, std::string>& blocks,
                               const PageWrites& pages, bool for_fsync, uint64_t* quota_promised,
-                              uint64_t* space_promised) {
+                              uint64_t* space_promised, const std::map<uint64_t, StagedBlock>* staged_ahead) {
   // Hashing and compression happen here, outside the volume's commit lock.
   op::SetBlocks o;
   o.ino = ino;
@@ -853,10 +902,19 @@ Status VolumeFs::CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64
   // Chunks are staged together at the end: one index lookup, few log writes.
   std::vector<Store::ChunkData> staged;
   std::deque<std::string> rewritten;  // contents built here; a deque keeps them put
+  ChunkWrites logged_ahead;
   auto add_block = [&](uint64_t b, std::string_view content) {
     if (content.empty()) {
       o.blocks.push_back(op::BlockRef{b, ChunkId{}, 0, {}});  // a hole
       return;
+    }
+    if (staged_ahead) {
+      if (auto it = staged_ahead->find(b); it != staged_ahead->end() && it->second.status.ok()) {
+        const StagedBlock& ahead = it->second;
+        o.blocks.push_back(op::BlockRef{b, ahead.id, ahead.size, {}});
+        logged_ahead.index.insert(logged_ahead.index.end(), ahead.writes.index.begin(), ahead.writes.index.end());
+        return;
+      }
     }
     ChunkId id = HashChunk(content);
     staged.push_back(Store::ChunkData{id, content});
@@ -891,6 +949,7 @@ Status VolumeFs::CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64
   }
   ChunkWrites chunks;
   ASPFS_RETURN_IF_ERROR(store_->StageChunks(staged, for_fsync, &chunks, space_promised));
+  for (auto& entry : logged_ahead.index) chunks.index.push_back(std::move(entry));
   return Commit(std::move(o), chunks, quota_promised).status();
 }
 

@@ -14,11 +14,13 @@
 
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -115,6 +117,8 @@ class VolumeFs {
   // Commits every buffered write and queued purge of the volume (unmount,
   // SIGTERM, tests).
   Status FlushAll();
+  // Until no block of ino's buffer is being staged ahead (tests).
+  void WaitStagedForTest(uint64_t ino);
   // The group-commit timer's FlushAll. The kernel sends one write(2) as
   // several FUSE writes (an unaligned start's first page alone, then up to
   // max_write each), each ending on a page boundary; a commit between them
@@ -189,9 +193,18 @@ class VolumeFs {
   // Stores each block's content as a chunk ("" = hole) and each page write
   // as a page patch (or, past kMaxPatches, a rewritten block) and commits
   // them, with the file's new size, as one SetBlocks txn.
+  // A full block staged ahead of its commit (StageAhead).
+  struct StagedBlock {
+    ChunkId id;
+    uint32_t size = 0;
+    ChunkWrites writes;  // its index entry, for the commit's batch (none if the chunk was known)
+    Status status;       // a failed one is staged again by the commit
+  };
+  // staged_ahead: blocks of `blocks` whose chunks are logged already.
   Status CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64_t, std::string>& blocks,
                       const PageWrites& pages = {}, bool for_fsync = false, uint64_t* quota_promised = nullptr,
-                      uint64_t* space_promised = nullptr);
+                      uint64_t* space_promised = nullptr,
+                      const std::map<uint64_t, StagedBlock>* staged_ahead = nullptr);
   // Queues ino for purging once nothing holds it and it has no links.
   void MaybePurge(uint64_t ino);
   // Commits every queued purge as one txn; returns how many there were.
@@ -213,12 +226,26 @@ class VolumeFs {
     int64_t last_write_ns = 0;    // FlushSettled's: when the last write came
     bool ended_on_page = false;   // and whether it ended on a page boundary
     int timer_skips = 0;          // ticks FlushSettled has let it wait
+    // Full blocks past the file's committed end (a file being written out)
+    // are staged ahead: hashed, compressed and logged on the store's
+    // background threads while the buffer fills, so that the commit, which
+    // holds the inode lock, has little left to do.
+    uint64_t stage_from = 0;    // first block staged ahead when full
+    std::set<uint64_t> handed;  // blocks handed to a job; their content must not change
+    std::mutex staged_mu;
+    std::condition_variable staged_cv;
+    std::map<uint64_t, StagedBlock> staged;  // GUARDED_BY(staged_mu): finished jobs
+    int staging = 0;                         // GUARDED_BY(staged_mu): running jobs
   };
   // Buffers a write (commit_now: and commits it at once). REQUIRES(InodeLock(ino))
   Result<size_t> WriteLocked(uint64_t ino, uint64_t offset, std::string_view data, bool commit_now);
   // The quota the commit of pending may need more once [offset, end) is written into it.
   static bool KeptAsPages(const PendingWrite& pending, uint64_t lo, uint64_t hi);
   static uint64_t PromiseFor(const PendingWrite& pending, uint64_t offset, uint64_t end);
+  // Hands a full block of pending to a background job. REQUIRES(InodeLock)
+  void StageAhead(PendingWrite* pending, uint64_t block, std::string_view content);
+  static void WaitStaged(PendingWrite* pending);          // until no job of pending runs
+  static void Unstage(PendingWrite* pending, uint64_t block);  // before block's content changes
   PendingWrite* FindPending(uint64_t ino);
   Status FlushLocked(uint64_t ino, bool for_fsync = false);  // REQUIRES(InodeLock(ino))
   void DropPending(uint64_t ino);    // REQUIRES(InodeLock(ino))

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <limits>
+#include <random>
 #include <unistd.h>
 
 #include <atomic>
@@ -222,6 +223,43 @@ TEST_F(VolumeFsTest, AWholeBlockWriteReplacesTheBlockAndThePagesBufferedForIt) {
   EXPECT_EQ(expect, *fs_->Read(ino, 0, expect.size() + 1));
   EXPECT_TRUE(store_->VerifyVolume(vol_).ok());
 }
+TEST_F(VolumeFsTest, FullBlocksOfAGrowingFileAreLoggedAheadAndWrittenAgainIfTheyChange) {
+  auto log_bytes = [&] {
+    uint64_t total = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir_ + "/chunks")) total += e.file_size();
+    return total;
+  };
+  uint64_t ino = Create("f");
+  const uint64_t before = log_bytes();
+  std::string expect;
+  std::mt19937_64 random(7);
+  for (int b = 0; b < 8; ++b) {
+    std::string block(kBlockSize, '\0');
+    for (char& c : block) c = static_cast<char>(random());  // incompressible: logged raw
+    ASSERT_TRUE(fs_->Write(ino, b * kBlockSize, block).ok());
+    expect += block;
+  }
+  fs_->WaitStagedForTest(ino);
+  EXPECT_GE(log_bytes(), before + 8 * kBlockSize) << "not logged ahead of the commit";
+  EXPECT_EQ(0, CountOps("set_blocks"));
+  // Staged blocks written again: the commit takes the new bytes.
+  auto write = [&](uint64_t offset, size_t length, char fill) {
+    std::string data(length, fill);
+    ASSERT_TRUE(fs_->Write(ino, offset, data).ok());
+    expect.replace(offset, length, data);
+  };
+  write(3 * kBlockSize, kBlockSize, 'R');
+  write(5 * kBlockSize + 100, 10, 'P');
+  write(6 * kBlockSize, kPageSize, 'Q');
+  EXPECT_EQ(expect, *fs_->Read(ino, 0, expect.size()));
+  ASSERT_TRUE(fs_->Flush(ino).ok());
+  EXPECT_EQ(1, CountOps("set_blocks"));
+  EXPECT_EQ(expect, *fs_->Read(ino, 0, expect.size()));
+  store_->ForgetCachedStateForTest();
+  EXPECT_EQ(expect, *fs_->Read(ino, 0, expect.size()));
+  EXPECT_TRUE(store_->VerifyVolume(vol_).ok());
+}
+
 TEST_F(VolumeFsTest, FlushAllCommitsEveryInode) {
   uint64_t a = Create("a"), b = Create("b");
   ASSERT_TRUE(fs_->Write(a, 0, std::string(70000, 'a')).ok());

@@ -8,6 +8,8 @@
 #include <rocksdb/utilities/options_util.h>
 #include <rocksdb/write_batch.h>
 
+#include <asio/post.hpp>
+#include <asio/thread_pool.hpp>
 #include <pthread.h>
 #include <time.h>
 
@@ -272,7 +274,10 @@ Status Store::WriteQueued(std::vector<QueuedCommit>* commits) {
   return Status::Ok();
 }
 
+Store::Store() : state_reader_(this) {}
+
 Store::~Store() {
+  if (background_) background_->join();  // its jobs stage chunks and commit nothing
   if (writer_.joinable()) {
     {
       std::lock_guard<std::mutex> lock(queue_mu_);
@@ -335,6 +340,8 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
   store->chunk_log_ = std::move(*chunk_log);
   store->space_guard_ = SpaceGuard::ForDirectory(dir);
   store->writer_ = std::thread([raw = store.get()] { raw->WriterLoop(); });
+  // Half the CPUs: the other half fills the buffers these threads drain.
+  store->background_ = std::make_unique<asio::thread_pool>(std::max(1u, std::thread::hardware_concurrency() / 2));
   ASPFS_RETURN_IF_ERROR(store->CheckFormat());
   ASPFS_RETURN_IF_ERROR(store->LoadVolumes());
   return store;
@@ -582,6 +589,8 @@ Status Store::StageChunks(const std::vector<ChunkData>& chunks, bool in_wal, Chu
   for (size_t j = 0; j < to_log.size(); ++j) writes->index.emplace_back(keys[to_log_keys[j]], (*locs)[j].Encode());
   return Status::Ok();
 }
+
+void Store::RunInBackground(std::function<void()> job) { asio::post(*background_, std::move(job)); }
 
 Status Store::PutChunk(const ChunkId& id, std::string_view data, bool in_wal) {
   ChunkWrites writes;

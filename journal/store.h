@@ -40,6 +40,10 @@
 #include "journal/status.h"
 #include "journal/txn.h"
 
+namespace asio {
+class thread_pool;
+}
+
 namespace aspfs {
 
 class Store;
@@ -160,6 +164,10 @@ class Store {
   // promise is settled (set to 0).
   Status StageChunks(const std::vector<ChunkData>& chunks, bool in_wal, ChunkWrites* writes,
                      uint64_t* space_promised = nullptr);
+  // Runs job on the store's background threads, shared by every volume:
+  // full blocks of a growing file are hashed, compressed and logged there
+  // (StageChunks) while the writer goes on filling its buffer.
+  void RunInBackground(std::function<void()> job);
   // One chunk staged and its index entry written at once (tests, tools).
   Status PutChunk(const ChunkId& id, std::string_view data, bool in_wal = false);
   Result<std::string> ReadChunk(const ChunkId& id) const;
@@ -207,7 +215,7 @@ class Store {
   // queued or someone waits for a write (fsync, Drain).
   static constexpr std::chrono::milliseconds kGroupCommitWindow{5};
   static constexpr size_t kWriteNowBytes = 4 << 20;
-  Store() : state_reader_(this) {}
+  Store();
   Status LoadVolumes();
 
   // One commit's writes, queued for the writer.
@@ -272,6 +280,7 @@ class Store {
   bool stopping_ = false;                       // GUARDED_BY(queue_mu_)
   bool held_ = false;                           // GUARDED_BY(queue_mu_): HoldWritesForTest
   std::thread writer_;
+  std::unique_ptr<asio::thread_pool> background_;
 
   std::mutex sync_mu_;
   uint64_t synced_seq_ = 0;  // GUARDED_BY(sync_mu_)
