@@ -414,6 +414,19 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
   fuse_reply_err(req, caller.uid != 0 ? ToErrno(ClearSuidSgid(req, ino, caller)) : 0);
 }
 
+void OpCopyFileRange(fuse_req_t req, fuse_ino_t in, off_t in_offset, fuse_file_info*, fuse_ino_t out,
+                     off_t out_offset, fuse_file_info*, size_t length, int flags) {
+  if (flags != 0 || in_offset < 0 || out_offset < 0) return (void)fuse_reply_err(req, EINVAL);
+  auto copied = Fs(req)->CopyFileRange(in, in_offset, out, out_offset, length);
+  if (!copied.ok()) return ReplyError(req, copied.status());
+  Caller caller = CallerOf(req);  // as a write: setuid/setgid go (see OpFallocate)
+  if (caller.uid != 0) {
+    Status cleared = ClearSuidSgid(req, out, caller);
+    if (!cleared.ok()) return ReplyError(req, cleared);
+  }
+  fuse_reply_write(req, *copied);
+}
+
 void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
   if (off < 0) return (void)fuse_reply_err(req, ENXIO);
   auto pos = Fs(req)->Lseek(ino, off, whence);
@@ -456,6 +469,7 @@ const fuse_lowlevel_ops* Operations() {
     o.removexattr = OpRemovexattr;
     o.fallocate = OpFallocate;
     o.lseek = OpLseek;
+    o.copy_file_range = OpCopyFileRange;
     return o;
   }();
   return &ops;

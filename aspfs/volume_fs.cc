@@ -648,11 +648,19 @@ Result<size_t> VolumeFs::WriteLocked(uint64_t ino, uint64_t offset, std::string_
   // no error reaches the writer: the quota it needs is promised now, and a
   // write that cannot have it is committed at once, where it can be refused.
   promise += PromiseFor(*pending, offset, end);
-  if (promise && !commit_now) {
+  // A block staged ahead and written again is logged again by the commit:
+  // its first body took the block's share of the disk promise.
+  uint64_t restaged = 0;
+  if (!pending->handed.empty()) {
+    for (uint64_t b = offset / kBlockSize; b <= (end - 1) / kBlockSize; ++b) {
+      if (pending->handed.count(b)) restaged += kBlockSize;
+    }
+  }
+  if ((promise || restaged) && !commit_now) {
     // Likewise the store's disk: a full one refuses the write itself.
-    ASPFS_RETURN_IF_ERROR(store_->space_guard().Promise(promise));
-    Status promised = vol_->ReserveQuota(promise);
-    if (!promised.ok()) store_->space_guard().Release(promise);
+    ASPFS_RETURN_IF_ERROR(store_->space_guard().Promise(promise + restaged));
+    Status promised = promise ? vol_->ReserveQuota(promise) : Status::Ok();
+    if (!promised.ok()) store_->space_guard().Release(promise + restaged);
     if (promised.code() == Code::kQuota) {
       // What is buffered already was promised its quota: it goes first, so
       // that a refusal loses this write only.
@@ -661,7 +669,7 @@ Result<size_t> VolumeFs::WriteLocked(uint64_t ino, uint64_t offset, std::string_
     }
     ASPFS_RETURN_IF_ERROR(promised);
     pending->quota_promised += promise;
-    pending->space_promised += promise;
+    pending->space_promised += promise + restaged;
   }
   for (uint64_t b = offset / kBlockSize; b <= (end - 1) / kBlockSize; ++b) {
     const uint64_t bstart = b * kBlockSize;
@@ -714,7 +722,11 @@ Result<size_t> VolumeFs::WriteLocked(uint64_t ino, uint64_t offset, std::string_
     } else {
       memcpy(content.data() + lo, src, hi - lo);
     }
-    if (hi == kBlockSize && content.size() == kBlockSize && b >= pending->stage_from) StageAhead(pending, b, content);
+    // Not when the commit comes with this write anyway.
+    if (hi == kBlockSize && content.size() == kBlockSize && b >= pending->stage_from && !commit_now &&
+        pending->bytes < kMaxBufferedBytes) {
+      StageAhead(pending, b, content);
+    }
   }
   pending->size = std::max(pending->size, end);
   pending->last_write_ns = NowNs();
@@ -737,7 +749,7 @@ void VolumeFs::StageAhead(PendingWrite* pending, uint64_t block, std::string_vie
     staged.id = HashChunk(content);
     staged.size = static_cast<uint32_t>(content.size());
     staged.status = store->StageChunks({Store::ChunkData{staged.id, content}}, /*in_wal=*/false, &staged.writes, &unsettled);
-    store->space_guard().Release(unsettled);  // unsettled: StageChunks failed first
+    staged.unsettled = unsettled;  // StageChunks failed before it settled the promise
     std::lock_guard<std::mutex> lock(pending->staged_mu);
     pending->staged[block] = std::move(staged);
     --pending->staging;
@@ -748,6 +760,12 @@ void VolumeFs::StageAhead(PendingWrite* pending, uint64_t block, std::string_vie
 void VolumeFs::WaitStaged(PendingWrite* pending) {
   std::unique_lock<std::mutex> lock(pending->staged_mu);
   pending->staged_cv.wait(lock, [&] { return pending->staging == 0; });
+  // A failed job's share of the disk promise is the buffer's again: its
+  // commit stages that block itself.
+  for (auto& [block, staged] : pending->staged) {
+    pending->space_promised += staged.unsettled;
+    staged.unsettled = 0;
+  }
 }
 
 void VolumeFs::WaitStagedForTest(uint64_t ino) {
@@ -949,6 +967,9 @@ Status VolumeFs::CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64
   }
   ChunkWrites chunks;
   ASPFS_RETURN_IF_ERROR(store_->StageChunks(staged, for_fsync, &chunks, space_promised));
+  // Another file may have committed the same content since the staging:
+  // its index entry stays (an fsync may have made its body, not ours, durable).
+  ASPFS_RETURN_IF_ERROR(store_->DropKnownChunks(&logged_ahead));
   for (auto& entry : logged_ahead.index) chunks.index.push_back(std::move(entry));
   return Commit(std::move(o), chunks, quota_promised).status();
 }
@@ -1060,6 +1081,56 @@ Status VolumeFs::ReserveRangeLocked(uint64_t ino, const InodeRecord& rec, uint64
     ASPFS_RETURN_IF_ERROR(Commit(std::move(o), chunks).status());
   }
   return Status::Ok();
+}
+
+Result<uint64_t> VolumeFs::CopyFileRange(uint64_t in, uint64_t in_offset, uint64_t out, uint64_t out_offset,
+                                         uint64_t length) {
+  // Content addressing makes a block's chunks shareable: the copy points the
+  // destination's extents at the source's chunks in one SetBlocks txn and
+  // moves no data. Unaligned ranges are the kernel's, which on EOPNOTSUPP
+  // copies through the page cache.
+  if (in_offset % kBlockSize || out_offset % kBlockSize) return Error(Code::kNotSupported, "unaligned copy");
+  if (out_offset + length > kMaxFileSize || out_offset + length < out_offset) {
+    return Error(Code::kTooBig, "file too large");
+  }
+  std::unique_lock<std::mutex> in_lock(InodeLock(in), std::defer_lock), out_lock(InodeLock(out), std::defer_lock);
+  if (&InodeLock(in) == &InodeLock(out)) {
+    in_lock.lock();
+  } else {
+    std::lock(in_lock, out_lock);
+  }
+  ASPFS_RETURN_IF_ERROR(FlushLocked(in));
+  if (out != in) ASPFS_RETURN_IF_ERROR(FlushLocked(out));
+  auto src = LoadInode(in);
+  if (!src.ok()) return src.status();
+  auto dst = LoadInode(out);
+  if (!dst.ok()) return dst.status();
+  if (!IsRegular(src->mode) || !IsRegular(dst->mode)) return Error(Code::kInvalid, "not a regular file");
+  if (in_offset >= src->size) return uint64_t{0};
+  // Inline data is not in blocks (and a destination's would be dropped by
+  // SetBlocks): small files go the kernel's way.
+  if (!src->inline_data.empty() || !dst->inline_data.empty()) return Error(Code::kNotSupported, "inline file");
+  uint64_t n = std::min({length, src->size - in_offset, kMaxCopyBlocks * kBlockSize});
+  // A last partial block is shared only if it ends the source and nothing
+  // of the destination's lies past it.
+  if (n % kBlockSize && !(in_offset + n == src->size && out_offset + n >= dst->size)) n -= n % kBlockSize;
+  if (n == 0) return Error(Code::kNotSupported, "less than a block");
+  op::SetBlocks o;
+  o.ino = out;
+  o.size = std::max(dst->size, out_offset + n);
+  for (uint64_t i = 0; i < (n + kBlockSize - 1) / kBlockSize; ++i) {
+    const uint64_t to = out_offset / kBlockSize + i;
+    auto ext = LoadExtent(in, in_offset / kBlockSize + i);
+    if (!ext.ok()) return ext.status();
+    if (!*ext || (*ext)->chunk.IsZero()) {
+      o.blocks.push_back(op::BlockRef{to, ChunkId{}, 0, {}});  // a hole, or no base under the patches
+    } else {
+      o.blocks.push_back(op::BlockRef{to, (*ext)->chunk, (*ext)->length, {}});
+    }
+    if (*ext && !(*ext)->patches.empty()) o.blocks.push_back(op::BlockRef{to, ChunkId{}, 0, (*ext)->patches});
+  }
+  ASPFS_RETURN_IF_ERROR(Commit(std::move(o)).status());
+  return n;
 }
 
 Result<uint64_t> VolumeFs::Lseek(uint64_t ino, uint64_t offset, int whence) {

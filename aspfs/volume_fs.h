@@ -110,6 +110,13 @@ class VolumeFs {
   Result<size_t> Write(uint64_t ino, uint64_t offset, std::string_view data);
   Status Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t length);
   Result<uint64_t> Lseek(uint64_t ino, uint64_t offset, int whence);
+  // copy_file_range(2) between block-aligned offsets: whole blocks (and a
+  // last partial one that ends both files) are shared, not copied. Returns
+  // the bytes copied, possibly fewer than asked (the caller goes on); 0 at
+  // the source's end; kNotSupported for what the kernel must copy itself.
+  Result<uint64_t> CopyFileRange(uint64_t in, uint64_t in_offset, uint64_t out, uint64_t out_offset,
+                                 uint64_t length);
+  static constexpr uint64_t kMaxCopyBlocks = 4096;  // per call: one txn of 256 MiB
   // Commits ino's buffered writes (close, flush, and before anything that
   // reads or changes the file). for_fsync: a WAL sync follows, so small
   // chunks go into the WAL and the chunk log needs no sync of its own.
@@ -190,17 +197,18 @@ class VolumeFs {
   Result<std::string> AssembleBlock(const ExtentRecord& ext, uint64_t lo, uint64_t hi) const;
   // Blocks written in whole pages: block index -> page index -> 4 KiB.
   using PageWrites = std::map<uint64_t, std::map<uint32_t, std::string>>;
-  // Stores each block's content as a chunk ("" = hole) and each page write
-  // as a page patch (or, past kMaxPatches, a rewritten block) and commits
-  // them, with the file's new size, as one SetBlocks txn.
   // A full block staged ahead of its commit (StageAhead).
   struct StagedBlock {
     ChunkId id;
     uint32_t size = 0;
     ChunkWrites writes;  // its index entry, for the commit's batch (none if the chunk was known)
     Status status;       // a failed one is staged again by the commit
+    uint64_t unsettled = 0;  // of the disk promise it took, what a failure left
   };
-  // staged_ahead: blocks of `blocks` whose chunks are logged already.
+  // Stores each block's content as a chunk ("" = hole) and each page write
+  // as a page patch (or, past kMaxPatches, a rewritten block) and commits
+  // them, with the file's new size, as one SetBlocks txn. staged_ahead:
+  // blocks of `blocks` whose chunks are logged already.
   Status CommitBlocks(uint64_t ino, uint64_t size, const std::map<uint64_t, std::string>& blocks,
                       const PageWrites& pages = {}, bool for_fsync = false, uint64_t* quota_promised = nullptr,
                       uint64_t* space_promised = nullptr,

@@ -260,6 +260,77 @@ TEST_F(VolumeFsTest, FullBlocksOfAGrowingFileAreLoggedAheadAndWrittenAgainIfThey
   EXPECT_TRUE(store_->VerifyVolume(vol_).ok());
 }
 
+TEST_F(VolumeFsTest, CopyFileRangeSharesWholeBlocksAndLeavesTheRestToTheKernel) {
+  std::mt19937_64 random(11);
+  auto bytes = [&](size_t n) {
+    std::string s(n, '\0');
+    for (char& c : s) c = static_cast<char>(random());
+    return s;
+  };
+  // Source: blocks 0-1, a page patch on block 1, holes at 2-3, block 4, and
+  // 1000 bytes of block 5 at its end.
+  uint64_t src = Create("src");
+  std::string source = bytes(2 * kBlockSize) + std::string(2 * kBlockSize, '\0') + bytes(kBlockSize + 1000);
+  ASSERT_TRUE(fs_->Write(src, 0, std::string_view(source).substr(0, 2 * kBlockSize)).ok());
+  ASSERT_TRUE(fs_->Write(src, 4 * kBlockSize, std::string_view(source).substr(4 * kBlockSize)).ok());
+  ASSERT_TRUE(fs_->Flush(src).ok());
+  std::string patch = bytes(kPageSize);
+  ASSERT_TRUE(fs_->Write(src, kBlockSize + 5 * kPageSize, patch).ok());
+  source.replace(kBlockSize + 5 * kPageSize, kPageSize, patch);
+  // Destination: 8 blocks of its own, some still buffered.
+  uint64_t dst = Create("dst");
+  std::string target = bytes(8 * kBlockSize);
+  ASSERT_TRUE(fs_->Write(dst, 0, target).ok());
+
+  // Into the middle of dst: whole blocks only, the source's tail would
+  // cover dst's bytes past it.
+  auto copied = fs_->CopyFileRange(src, 0, dst, kBlockSize, source.size());
+  ASSERT_TRUE(copied.ok()) << copied.status().ToString();
+  EXPECT_EQ(5 * kBlockSize, *copied);
+  target.replace(kBlockSize, *copied, source.substr(0, *copied));
+  EXPECT_EQ(target, *fs_->Read(dst, 0, 1 << 20));
+  // The tail goes where it ends both files: a new file gets all of src.
+  uint64_t whole = Create("whole");
+  copied = fs_->CopyFileRange(src, 0, whole, 0, 1 << 30);
+  ASSERT_TRUE(copied.ok());
+  EXPECT_EQ(source.size(), *copied);
+  EXPECT_EQ(source, *fs_->Read(whole, 0, 1 << 20));
+  EXPECT_EQ(source.size(), static_cast<uint64_t>(fs_->GetAttr(whole)->st_size));
+  // Past the end of dst: a hole between.
+  copied = fs_->CopyFileRange(src, 4 * kBlockSize, dst, 10 * kBlockSize, kBlockSize);
+  ASSERT_TRUE(copied.ok());
+  target += std::string(2 * kBlockSize, '\0') + source.substr(4 * kBlockSize, kBlockSize);
+  EXPECT_EQ(target, *fs_->Read(dst, 0, 1 << 20));
+
+  // What the kernel copies itself.
+  EXPECT_EQ(Code::kNotSupported, fs_->CopyFileRange(src, 100, dst, 0, kBlockSize).status().code());
+  EXPECT_EQ(Code::kNotSupported, fs_->CopyFileRange(src, 0, dst, kPageSize, kBlockSize).status().code());
+  EXPECT_EQ(Code::kNotSupported, fs_->CopyFileRange(src, 0, dst, 0, 100).status().code());
+  uint64_t small = Create("small");
+  ASSERT_TRUE(fs_->Write(small, 0, "inline").ok());
+  EXPECT_EQ(Code::kNotSupported, fs_->CopyFileRange(small, 0, dst, 0, kBlockSize).status().code());
+  EXPECT_EQ(Code::kNotSupported, fs_->CopyFileRange(src, 0, small, 0, kBlockSize).status().code());
+  EXPECT_EQ(0u, *fs_->CopyFileRange(src, 6 * kBlockSize, dst, 0, kBlockSize));  // past the source's end
+  EXPECT_EQ(target, *fs_->Read(dst, 0, 1 << 20));
+  EXPECT_TRUE(store_->VerifyVolume(vol_).ok());
+}
+
+TEST_F(VolumeFsTest, CopyFileRangeIsChargedToTheQuota) {
+  Volume* q = CreateQuotaVolume(12 * kBlockSize, 0);
+  ASSERT_NE(nullptr, q);
+  VolumeFs fs(store_.get(), q);
+  auto src = fs.Mknod(1, "src", 0100644, 0, Caller{});
+  auto dst = fs.Mknod(1, "dst", 0100644, 0, Caller{});
+  ASSERT_TRUE(src.ok() && dst.ok());
+  ASSERT_TRUE(fs.Write(src->st_ino, 0, std::string(5 * kBlockSize, 'x')).ok());
+  ASSERT_TRUE(fs.Flush(src->st_ino).ok());
+  auto copied = fs.CopyFileRange(src->st_ino, 0, dst->st_ino, 0, 5 * kBlockSize);
+  ASSERT_TRUE(copied.ok()) << copied.status().ToString();
+  // 10 blocks used of 12: a third copy does not fit.
+  EXPECT_EQ(Code::kQuota, fs.CopyFileRange(src->st_ino, 0, dst->st_ino, 5 * kBlockSize, 5 * kBlockSize).status().code());
+  EXPECT_EQ(5 * kBlockSize, static_cast<uint64_t>(fs.GetAttr(dst->st_ino)->st_size));
+}
+
 TEST_F(VolumeFsTest, FlushAllCommitsEveryInode) {
   uint64_t a = Create("a"), b = Create("b");
   ASSERT_TRUE(fs_->Write(a, 0, std::string(70000, 'a')).ok());

@@ -102,19 +102,19 @@ Result<std::vector<ChunkLocation>> ChunkLog::AppendAll(const std::vector<Piece>&
   std::vector<ChunkLocation> locs;
   if (records.empty()) return locs;
   int fd;
+  uint32_t file;
   uint64_t start;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (end_ + total > kFileLimit && end_ > 0) {
       ASPFS_RETURN_IF_ERROR(OpenFileLocked(current_ + 1));
-      unsynced_.insert(current_);  // its tail must reach disk too
       ++current_;
       end_ = 0;
     }
     start = end_;
     end_ += total;
+    file = current_;
     fd = FdLocked(current_);
-    unsynced_.insert(current_);
     uint64_t at = start;
     for (const Piece& r : records) {
       uint32_t length = static_cast<uint32_t>(r.head.size() + r.tail.size());
@@ -150,6 +150,11 @@ Result<std::vector<ChunkLocation>> ChunkLog::AppendAll(const std::vector<Piece>&
       }
     }
   }
+  // Marked for Sync once written, not when its range was taken: a Sync
+  // in between would fdatasync the file before these bytes were in it, and
+  // the next would skip it.
+  std::lock_guard<std::mutex> lock(mu_);
+  unsynced_.insert(file);
   return locs;
 }
 

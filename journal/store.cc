@@ -547,21 +547,17 @@ Status Store::StageChunks(const std::vector<ChunkData>& chunks, bool in_wal, Chu
                           uint64_t* space_promised) {
   DisableRocksPerfCounters();
   std::vector<std::string> keys;
-  std::vector<rocksdb::Slice> slices;
   keys.reserve(chunks.size());
   for (const ChunkData& c : chunks) keys.push_back(c.id.Bytes());
-  for (const std::string& k : keys) slices.emplace_back(k);
   // Content addressing: an id already stored (or staged here) holds the same bytes.
-  std::vector<std::string> found;
-  std::vector<rocksdb::Status> known = db_->MultiGet(
-      rocksdb::ReadOptions(), std::vector<rocksdb::ColumnFamilyHandle*>(chunks.size(), chunk_index_), slices, &found);
+  auto known = KnownChunks(keys);
+  if (!known.ok()) return known.status();
   std::unordered_set<std::string_view> staged;
   std::deque<EncodedChunk> bodies;  // a deque: the bodies' views stay put
   std::vector<ChunkLog::Piece> to_log;
   std::vector<size_t> to_log_keys;
   for (size_t i = 0; i < chunks.size(); ++i) {
-    if (known[i].ok() || pending_chunks_.Get(keys[i])) continue;
-    if (!known[i].IsNotFound()) return FromRocks(known[i], "store: look up chunk");
+    if ((*known)[i]) continue;
     if (!staged.insert(keys[i]).second) continue;
     const EncodedChunk& body = bodies.emplace_back(chunks[i].data);
     if (in_wal && body.size() <= kMaxIndexedChunkBody) {
@@ -587,6 +583,37 @@ Status Store::StageChunks(const std::vector<ChunkData>& chunks, bool in_wal, Chu
   auto locs = chunk_log_->AppendAll(to_log);
   if (!locs.ok()) return locs.status();
   for (size_t j = 0; j < to_log.size(); ++j) writes->index.emplace_back(keys[to_log_keys[j]], (*locs)[j].Encode());
+  return Status::Ok();
+}
+
+Result<std::vector<bool>> Store::KnownChunks(const std::vector<std::string>& keys) const {
+  std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+  std::vector<std::string> found;
+  std::vector<rocksdb::Status> stored = db_->MultiGet(
+      rocksdb::ReadOptions(), std::vector<rocksdb::ColumnFamilyHandle*>(keys.size(), chunk_index_), slices, &found);
+  std::vector<bool> known(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (!stored[i].ok() && !stored[i].IsNotFound()) return FromRocks(stored[i], "store: look up chunk");
+    known[i] = stored[i].ok() || pending_chunks_.Get(keys[i]);
+  }
+  return known;
+}
+
+Status Store::DropKnownChunks(ChunkWrites* writes) const {
+  if (writes->index.empty()) return Status::Ok();
+  DisableRocksPerfCounters();
+  std::vector<std::string> keys;
+  keys.reserve(writes->index.size());
+  for (const auto& [k, v] : writes->index) keys.push_back(k);
+  auto known = KnownChunks(keys);
+  if (!known.ok()) return known.status();
+  size_t kept = 0;
+  for (size_t i = 0; i < writes->index.size(); ++i) {
+    if ((*known)[i]) continue;
+    if (kept != i) writes->index[kept] = std::move(writes->index[i]);  // a self-move would empty it
+    ++kept;
+  }
+  writes->index.resize(kept);
   return Status::Ok();
 }
 

@@ -164,6 +164,10 @@ class Store {
   // promise is settled (set to 0).
   Status StageChunks(const std::vector<ChunkData>& chunks, bool in_wal, ChunkWrites* writes,
                      uint64_t* space_promised = nullptr);
+  // Drops from writes the index entries of chunks the store has already
+  // (stored, or in a queued commit): an entry staged earlier must not
+  // replace a body that another commit made durable.
+  Status DropKnownChunks(ChunkWrites* writes) const;
   // Runs job on the store's background threads, shared by every volume:
   // full blocks of a growing file are hashed, compressed and logged there
   // (StageChunks) while the writer goes on filling its buffer.
@@ -216,6 +220,8 @@ class Store {
   static constexpr std::chrono::milliseconds kGroupCommitWindow{5};
   static constexpr size_t kWriteNowBytes = 4 << 20;
   Store();
+  // Which of these chunk_index keys the store has, stored or queued.
+  Result<std::vector<bool>> KnownChunks(const std::vector<std::string>& keys) const;
   Status LoadVolumes();
 
   // One commit's writes, queued for the writer.

@@ -408,6 +408,27 @@ TEST_F(StoreTest, ChunksOfAPendingCommitAreReadAndDeduplicated) {
   EXPECT_EQ(body, *store_->ReadChunk(id));
 }
 
+TEST_F(StoreTest, EntriesStagedBeforeAnotherCommitOfTheSameChunkAreDropped) {
+  Volume* vol = Create("ahead");
+  std::string a(kBlockSize, 'a'), b(kBlockSize, 'b'), c(kBlockSize, 'c');
+  ChunkWrites early;  // staged ahead, before the same chunks were committed
+  ASSERT_TRUE(store_->StageChunks({{HashChunk(b), b}, {HashChunk(a), a}, {HashChunk(c), c}}, false, &early).ok());
+  ASSERT_EQ(3u, early.index.size());
+  ASSERT_TRUE(store_->PutChunk(HashChunk(a), a).ok());  // stored
+  ChunkWrites queued;
+  store_->HoldWritesForTest(true);  // c's commit stays queued
+  ASSERT_TRUE(store_->StageChunks({{HashChunk(c), c}}, false, &queued).ok());
+  Txn txn;
+  txn.time_ns = NowNs();
+  txn.ops = {op::Mknod{1, "f", vol->AllocateInode(), kTypeRegular | 0644, 0, 0, 0, ""}};
+  ASSERT_TRUE(vol->Commit(&txn, queued).ok());
+  ASSERT_TRUE(store_->DropKnownChunks(&early).ok());
+  store_->HoldWritesForTest(false);
+  ASSERT_EQ(1u, early.index.size()) << "a stored (a) or queued (c) chunk's entry was kept";
+  EXPECT_EQ(HashChunk(b).Bytes(), early.index[0].first);
+  EXPECT_FALSE(early.index[0].second.empty());
+}
+
 TEST_F(StoreTest, ConcurrentCommitsAndSyncsLeaveEveryVolumeAtItsLastCommit) {
   // Committers, fsyncs (which write groups themselves) and the writer thread
   // all write groups; any two written out of order or at once would leave a

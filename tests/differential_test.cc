@@ -414,7 +414,7 @@ class Fuzzer {
         {3, &Fuzzer::RemoveXattr},           {3, &Fuzzer::Fsync},
         {full ? 0 : 4, &Fuzzer::Symlink},    {full ? 0 : 1, &Fuzzer::Mkfifo},
         {2, &Fuzzer::UnlinkWhileOpen},       {2, &Fuzzer::RenameOverOpen},
-        {2, &Fuzzer::MmapWrite},             {1, &Fuzzer::CopyRange},
+        {2, &Fuzzer::MmapWrite},             {3, &Fuzzer::CopyRange},
         {2, &Fuzzer::Fallocate},             {2, &Fuzzer::SeekHoles},
         {3, &Fuzzer::TwoDescriptors},        {full ? 0 : 1, &Fuzzer::Tmpfile},
     };
@@ -941,6 +941,11 @@ class Fuzzer {
   Step CopyRange() {
     std::string from = ExistingFile(), to = ExistingFile();
     uint64_t off_in = U(SizeOf(from) + 1), off_out = Offset(SizeOf(to)), len = Length();
+    if (P(0.5)) {  // block-aligned: ASPFS shares the blocks instead of copying them
+      off_in -= off_in % kBlock;
+      off_out -= off_out % kBlock;
+      if (P(0.5)) len = (1 + U(4)) * kBlock;
+    }
     if (off_out >= kMaxFile) off_out = 0;
     len = std::min(len, kMaxFile - off_out);
     return {"copy_file_range " + from + "@" + std::to_string(off_in) + " -> " + to + "@" + std::to_string(off_out) +

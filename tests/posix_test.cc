@@ -286,6 +286,41 @@ TEST_F(PosixTest, FallocateModes) {
   close(fd);
 }
 
+TEST_F(PosixTest, CopyFileRangeAlignedAndNot) {
+  // Block-aligned copies share the source's chunks; the rest the kernel
+  // copies itself once ASPFS says EOPNOTSUPP. Both read back the same.
+  std::string data(3 * 65536 + 5000, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 2654435761u >> 13);
+  WriteFile(P("src"), data);
+  WriteFile(P("dst"), std::string(100, 'd'));
+  int in = open(P("src").c_str(), O_RDONLY), out = open(P("dst").c_str(), O_RDWR);
+  ASSERT_GE(in, 0);
+  ASSERT_GE(out, 0);
+  auto copy = [&](loff_t from, loff_t to, size_t len) {
+    size_t done = 0;
+    while (done < len) {
+      ssize_t n = copy_file_range(in, &from, out, &to, len - done, 0);
+      if (n <= 0) return n < 0 ? -errno : static_cast<ssize_t>(done);
+      done += n;
+    }
+    return static_cast<ssize_t>(done);
+  };
+  EXPECT_EQ(static_cast<ssize_t>(data.size()), copy(0, 0, data.size()));  // over a small file: the kernel's
+  EXPECT_EQ(data, ReadFile(P("dst")));
+  EXPECT_EQ(static_cast<ssize_t>(data.size()), copy(0, 4 * 65536, data.size()));  // aligned, past the end
+  EXPECT_EQ(static_cast<ssize_t>(data.size() - 7), copy(7, 65536 + 3, data.size()));  // unaligned, over itself
+  std::string expect = data;
+  expect.resize(4 * 65536, '\0');
+  expect += data;
+  expect.replace(65536 + 3, data.size() - 7, data.substr(7));
+  EXPECT_EQ(expect, ReadFile(P("dst")));
+  close(in);
+  close(out);
+  // cp uses copy_file_range.
+  ASSERT_EQ(0, system(("cp " + P("dst") + " " + P("copy")).c_str()));
+  EXPECT_EQ(expect, ReadFile(P("copy")));
+}
+
 TEST_F(PosixTest, Xattrs) {
   WriteFile(P("x"), "");
   const char* path = P("x").c_str();
