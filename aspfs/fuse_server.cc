@@ -1,6 +1,7 @@
 #define FUSE_USE_VERSION 312
 #include "aspfs/fuse_server.h"
 
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -58,11 +59,16 @@ thread_local bool t_tmpfile = false;
 ssize_t ReadRequest(int fd, void* buf, size_t len, void* userdata) {
   ssize_t n = read(fd, buf, len);
   if (n <= 0) return n;
+  auto* server = static_cast<FuseServer*>(userdata);
+  if (server->detached_) {
+    errno = ENODEV;  // as if unmounted: the loop ends, the request is not served
+    return -1;
+  }
   int saved = errno;
   fuse_wire::Request r = fuse_wire::Parse(buf, static_cast<size_t>(n));
   t_kill_suidgid = r.kill_suidgid;
   t_tmpfile = r.is_tmpfile;
-  if (r.is_init && r.offers_killpriv_v2) static_cast<FuseServer*>(userdata)->init_unique_ = r.unique;
+  if (r.is_init && r.offers_killpriv_v2) server->init_unique_ = r.unique;
   errno = saved;
   return n;
 }
@@ -545,8 +551,9 @@ Status FuseServer::Stop(bool lazy) {
   }
   stopped_ = true;
   if (lazy) {
-    // A detached mount may still be in use; its loop ends with its last
-    // user, or when the daemon exits and the connection closes.
+    // A detached mount may still be in use; its loop ends with its next
+    // request, or when the daemon exits and the connection closes.
+    detached_ = true;
     fuse_session_exit(session_);
     loop_.detach();
     session_ = nullptr;  // the detached loop still uses it
@@ -554,6 +561,13 @@ Status FuseServer::Stop(bool lazy) {
   }
   Join();
   return Status::Ok();
+}
+
+void FuseServer::WriteBackPageCache() {
+  int fd = open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  syncfs(fd);
+  close(fd);
 }
 
 void FuseServer::Join() {

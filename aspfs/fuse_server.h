@@ -30,6 +30,9 @@ class FuseServer {
   // Unmounts (fails with kBusy while the mount is in use) and waits for the
   // loop to finish.
   Status Stop(bool lazy);
+  // Makes the kernel send what its page cache holds of the mount's files
+  // (syncfs): a mount still in use is detached with its files open.
+  void WriteBackPageCache();
   const std::string& dir() const { return dir_; }
   VolumeFs* fs() const { return fs_.get(); }
   const FuseOptions& options() const { return options_; }
@@ -41,6 +44,9 @@ class FuseServer {
   // libfuse's custom I/O hooks (see fuse_server.cc).
   std::atomic<uint64_t> init_unique_{0};  // the INIT request, while its reply is due
   std::atomic<bool> killpriv_v2_{false};
+  // A detached mount's loop may outlive the daemon's store: it stops
+  // serving (requests then fail with ENOTCONN when the daemon exits).
+  std::atomic<bool> detached_{false};
 
  private:
   FuseServer() = default;

@@ -94,6 +94,7 @@ Status MountTable::Unmount(const std::string& dir) {
 void MountTable::UnmountAll() {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [path, server] : mounts_) {
+    server->WriteBackPageCache();
     server->fs()->FlushAll().IgnoreError();
     if (server->Stop(false).ok()) {
       server->fs()->FlushAll().IgnoreError();
