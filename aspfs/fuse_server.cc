@@ -249,7 +249,9 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   fi->keep_cache = 1;  // one writer per volume: cached pages stay valid
   // A reader has nothing to flush: its close(2) need not wait for a round trip.
   if ((fi->flags & O_ACCMODE) == O_RDONLY) fi->noflush = 1;
-  fuse_reply_open(req, fi);
+  const bool writer = (fi->flags & O_ACCMODE) != O_RDONLY;
+  if (writer) Server(req)->CountWriter(ino, 1);
+  if (fuse_reply_open(req, fi) != 0 && writer) Server(req)->CountWriter(ino, -1);
 }
 
 void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
@@ -259,7 +261,12 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
   if (!st.ok()) return ReplyError(req, st.status());
   fuse_entry_param e = EntryFor(req, *st);
   fi->keep_cache = 1;
-  if (fuse_reply_create(req, &e, fi) != 0) Fs(req)->Forget(st->st_ino, 1);
+  const bool writer = (fi->flags & O_ACCMODE) != O_RDONLY;
+  if (writer) Server(req)->CountWriter(st->st_ino, 1);
+  if (fuse_reply_create(req, &e, fi) != 0) {
+    if (writer) Server(req)->CountWriter(st->st_ino, -1);
+    Fs(req)->Forget(st->st_ino, 1);
+  }
 }
 
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
@@ -287,7 +294,10 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t
 // quota lost acknowledged data at the release: see docs/decisions.md.
 void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) { fuse_reply_err(req, ToErrno(Fs(req)->Flush(ino))); }
 
-void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  // The kernel wrote the file's dirty pages back before it released the
+  // last writer (writeback cache).
+  if ((fi->flags & O_ACCMODE) != O_RDONLY) Server(req)->CountWriter(ino, -1);
   fuse_reply_err(req, ToErrno(Fs(req)->Release(ino)));
 }
 
@@ -435,6 +445,10 @@ void OpCopyFileRange(fuse_req_t req, fuse_ino_t in, off_t in_offset, fuse_file_i
 
 void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
   if (off < 0) return (void)fuse_reply_err(req, ENXIO);
+  // The kernel asks without writing back its dirty pages (fuse_lseek), and
+  // data written through a shared mapping, or not yet written back, would
+  // be answered as a hole.
+  Server(req)->WriteBackDirtyPages(ino);
   auto pos = Fs(req)->Lseek(ino, off, whence);
   if (!pos.ok()) return ReplyError(req, pos.status());
   fuse_reply_lseek(req, static_cast<off_t>(*pos));
@@ -520,13 +534,25 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Start(std::unique_ptr<VolumeFs> 
     return Error(Code::kIo, "cannot set up FUSE I/O for " + dir);
   }
   fuse_session* se = server->session_;
-  server->loop_ = std::thread([se] {
+  server->loop_ = std::thread([se, raw = server.get()] {
     fuse_loop_config* config = fuse_loop_cfg_create();
     fuse_loop_cfg_set_idle_threads(config, 4);
     fuse_loop_cfg_set_max_threads(config, 16);
     fuse_session_loop_mt(se, config);
     fuse_loop_cfg_destroy(config);
+    std::lock_guard<std::mutex> lock(raw->ended_mu_);
+    raw->ended_ = true;
+    raw->ended_cv_.notify_all();
   });
+  // Live means the kernel has finished FUSE_INIT: a stat of the root answers.
+  struct stat root;
+  if (stat(dir.c_str(), &root) != 0) {
+    int error = errno;
+    server->Stop(true).IgnoreError();
+    server.release();  // its detached loop may still run: it must outlive it
+    return Error(Code::kIo, "mount at " + dir + " does not answer: " + strerror(error));
+  }
+  server->device_ = root.st_dev;
   return server;
 }
 
@@ -535,8 +561,19 @@ void FuseServer::InvalidateAttributes(uint64_t ino) {
   fuse_lowlevel_notify_inval_inode(session_, ino, -1, 0);
 }
 
+bool FuseServer::WaitEnded(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(ended_mu_);
+  return ended_cv_.wait_for(lock, timeout, [&] { return ended_; });
+}
+
 Status FuseServer::Stop(bool lazy) {
   if (stopped_) return Status::Ok();
+  if (WaitEnded(std::chrono::milliseconds(0))) {
+    // Unmounted outside the daemon: whatever is mounted at dir_ now is not ours.
+    stopped_ = true;
+    Join();
+    return Status::Ok();
+  }
   // A file closed a moment ago can keep the mount busy a little longer (the
   // kernel may finish a close on a worker thread): half a second of retries
   // before busy is the answer.
@@ -561,6 +598,24 @@ Status FuseServer::Stop(bool lazy) {
   }
   Join();
   return Status::Ok();
+}
+
+void FuseServer::CountWriter(uint64_t ino, int delta) {
+  std::lock_guard<std::mutex> lock(writers_mu_);
+  int& count = writers_[ino];
+  count += delta;
+  if (count <= 0) writers_.erase(ino);
+}
+
+void FuseServer::WriteBackDirtyPages(uint64_t ino) {
+  {
+    std::lock_guard<std::mutex> lock(writers_mu_);
+    if (!writers_.count(ino)) return;
+  }
+  // Invalidating the page cache launders dirty pages first: the kernel sends
+  // them as FUSE_WRITEs (served by the loop's other threads) and returns
+  // once they are answered. Clean pages go too; a reader reads them again.
+  fuse_lowlevel_notify_inval_inode(session_, ino, 0, 0);
 }
 
 void FuseServer::WriteBackPageCache() {

@@ -3,11 +3,17 @@
 // VolumeFs, sends exactly one reply per request.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 
 #include "aspfs/volume_fs.h"
 
@@ -30,15 +36,25 @@ class FuseServer {
   // Unmounts (fails with kBusy while the mount is in use) and waits for the
   // loop to finish.
   Status Stop(bool lazy);
+  // Whether the session loop has ended, waiting up to timeout for it: it
+  // ends when the kernel's mount goes (Stop, or umount(8) outside the
+  // daemon; a lazy one once its last user is gone).
+  bool WaitEnded(std::chrono::milliseconds timeout);
   // Makes the kernel send what its page cache holds of the mount's files
   // (syncfs): a mount still in use is detached with its files open.
   void WriteBackPageCache();
   const std::string& dir() const { return dir_; }
+  dev_t device() const { return device_; }  // st_dev of the mount's root
   VolumeFs* fs() const { return fs_.get(); }
   const FuseOptions& options() const { return options_; }
   // Makes the kernel drop its cached attributes of ino (a change it did not
   // ask for, so no reply carries it).
   void InvalidateAttributes(uint64_t ino);
+  // Open file handles that may write, per inode: while there are any, the
+  // kernel's page cache may hold dirty pages of the file we have not seen.
+  void CountWriter(uint64_t ino, int delta);
+  // Makes the kernel write back ino's dirty pages, if a writer has it open.
+  void WriteBackDirtyPages(uint64_t ino);
   // The kernel left setuid/setgid clearing to us (FUSE_HANDLE_KILLPRIV_V2).
   bool kills_privileges() const { return killpriv_v2_.load(); }
   // libfuse's custom I/O hooks (see fuse_server.cc).
@@ -58,6 +74,12 @@ class FuseServer {
   struct fuse_session* session_ = nullptr;
   std::thread loop_;
   bool stopped_ = false;
+  dev_t device_ = 0;
+  std::mutex ended_mu_;
+  std::condition_variable ended_cv_;
+  bool ended_ = false;  // GUARDED_BY(ended_mu_)
+  std::mutex writers_mu_;
+  std::unordered_map<uint64_t, int> writers_;  // GUARDED_BY(writers_mu_)
 };
 
 }  // namespace aspfs

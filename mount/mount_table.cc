@@ -15,8 +15,30 @@ MountTable::MountTable(Store* store) : store_(store) {
   flusher_ = std::make_unique<GroupCommitFlusher>(std::chrono::milliseconds(500), [this] { FlushOnTimer(); });
 }
 
+void MountTable::ReapEndedLocked() {
+  // Unmounted outside the daemon (umount(8)): the kernel wrote its page
+  // cache back first; the buffers are committed and the records go, so
+  // that the volume can be mounted again.
+  for (auto it = mounts_.begin(); it != mounts_.end();) {
+    if (!it->second->WaitEnded(std::chrono::milliseconds(0))) {
+      ++it;
+      continue;
+    }
+    it->second->fs()->FlushAll().IgnoreError();
+    it->second->Stop(false).IgnoreError();
+    for (auto v = volume_dirs_.begin(); v != volume_dirs_.end(); ++v) {
+      if (v->second == it->first) {
+        volume_dirs_.erase(v);
+        break;
+      }
+    }
+    it = mounts_.erase(it);
+  }
+}
+
 void MountTable::FlushOnTimer() {
   std::lock_guard<std::mutex> lock(mu_);
+  ReapEndedLocked();
   for (auto& [path, server] : mounts_) {
     // A failure is reported to the writer at its next fsync or close.
     server->fs()->FlushSettled().IgnoreError();
@@ -47,8 +69,19 @@ Status MountTable::Mount(const std::string& volume, const std::string& dir, bool
   auto vol = store_->FindVolume(volume);
   if (!vol.ok()) return vol.status();
   std::lock_guard<std::mutex> lock(mu_);
+  ReapEndedLocked();
   if (auto it = volume_dirs_.find(volume); it != volume_dirs_.end()) {
-    return Error(Code::kBusy, "volume " + volume + " is already mounted at " + it->second);
+    // Unmounted outside the daemon a moment ago, its loop about to see it;
+    // or lazily, with files still open: one writer per volume, so not yet.
+    FuseServer* old = mounts_[it->second].get();
+    struct stat now;
+    const bool gone = stat(it->second.c_str(), &now) != 0 || now.st_dev != old->device();
+    if (!gone) return Error(Code::kBusy, "volume " + volume + " is already mounted at " + it->second);
+    if (!old->WaitEnded(std::chrono::seconds(1))) {
+      return Error(Code::kBusy, "volume " + volume + " was unmounted from " + it->second +
+                                    " but its files are still in use there; mount it once they are closed");
+    }
+    ReapEndedLocked();
   }
   if (mounts_.count(path)) return Error(Code::kBusy, path + " already holds a mount");
   auto fs = std::make_unique<VolumeFs>(store_, *vol);
@@ -57,12 +90,6 @@ Status MountTable::Mount(const std::string& volume, const std::string& dir, bool
   options.read_only = read_only;
   auto server = FuseServer::Start(std::move(fs), path, options);
   if (!server.ok()) return server.status();
-  // Live means the kernel has finished FUSE_INIT: a stat of the root answers.
-  struct stat root;
-  if (stat(path.c_str(), &root) != 0) {
-    (*server)->Stop(true).IgnoreError();
-    return Error(Code::kIo, "mount at " + path + " does not answer: " + strerror(errno));
-  }
   mounts_[path] = std::move(*server);
   volume_dirs_[volume] = path;
   return Status::Ok();
@@ -112,6 +139,7 @@ void MountTable::UnmountAll() {
 
 std::vector<MountInfo> MountTable::List() {
   std::lock_guard<std::mutex> lock(mu_);
+  ReapEndedLocked();
   std::vector<MountInfo> out;
   for (auto& [path, server] : mounts_) {
     out.push_back(MountInfo{server->fs()->volume()->name(), path, server->options().read_only});
@@ -121,6 +149,7 @@ std::vector<MountInfo> MountTable::List() {
 
 std::optional<MountInfo> MountTable::FindVolume(const std::string& volume) {
   std::lock_guard<std::mutex> lock(mu_);
+  ReapEndedLocked();
   auto it = volume_dirs_.find(volume);
   if (it == volume_dirs_.end()) return std::nullopt;
   return MountInfo{volume, it->second, mounts_[it->second]->options().read_only};

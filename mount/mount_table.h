@@ -43,6 +43,7 @@ class MountTable {
   void FlushVolume(const std::string& volume);
 
  private:
+  void ReapEndedLocked();  // REQUIRES(mu_)
   Store* store_;
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<FuseServer>> mounts_;  // by dir; GUARDED_BY(mu_)
