@@ -56,13 +56,29 @@ thread_local bool t_kill_suidgid = false;
 // The request this thread read was a FUSE_TMPFILE, now shaped as a create.
 thread_local bool t_tmpfile = false;
 
+// The request this thread serves holds its server's serving lock shared
+// until the thread reads its next one or ends, so that StopServing can wait
+// for every request already read.
+thread_local std::shared_lock<std::shared_mutex> t_serving;
+
 ssize_t ReadRequest(int fd, void* buf, size_t len, void* userdata) {
-  ssize_t n = read(fd, buf, len);
-  if (n <= 0) return n;
   auto* server = static_cast<FuseServer*>(userdata);
-  if (server->detached_) {
-    errno = ENODEV;  // as if unmounted: the loop ends, the request is not served
-    return -1;
+  ssize_t n;
+  for (;;) {
+    if (t_serving.owns_lock()) t_serving.unlock();
+    n = read(fd, buf, len);
+    if (n <= 0) return n;
+    t_serving = std::shared_lock<std::shared_mutex>(server->serving_mu_);
+    if (!server->detached_) break;
+    // The daemon is going and no longer commits: the request fails at once
+    // (a thread of ours that waits on the kernel, as lseek's writeback
+    // does, must not wait for an answer that never comes). The thread
+    // stays here until the process exits.
+    t_serving.unlock();
+    if (auto reply = fuse_wire::ErrorReplyTo(buf, static_cast<size_t>(n), EIO)) {
+      // A reply the kernel refuses leaves the caller to ENOTCONN at exit.
+      [[maybe_unused]] ssize_t sent = write(fd, reply->data(), reply->size());
+    }
   }
   int saved = errno;
   fuse_wire::Request r = fuse_wire::Parse(buf, static_cast<size_t>(n));
@@ -620,9 +636,23 @@ void FuseServer::WriteBackDirtyPages(uint64_t ino) {
 
 void FuseServer::WriteBackPageCache() {
   int fd = open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  syncfs(fd);
-  close(fd);
+  if (fd >= 0) {
+    syncfs(fd);
+    close(fd);
+  }
+  // syncfs starts the writeback of a FUSE mount's dirty pages but does not
+  // wait for the daemon's answers; laundering each written file does.
+  std::vector<uint64_t> written;
+  {
+    std::lock_guard<std::mutex> lock(writers_mu_);
+    for (const auto& [ino, count] : writers_) written.push_back(ino);
+  }
+  for (uint64_t ino : written) WriteBackDirtyPages(ino);
+}
+
+void FuseServer::StopServing() {
+  detached_ = true;
+  std::unique_lock<std::shared_mutex> wait_for_requests_read_before(serving_mu_);
 }
 
 void FuseServer::Join() {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -41,8 +42,12 @@ class FuseServer {
   // daemon; a lazy one once its last user is gone).
   bool WaitEnded(std::chrono::milliseconds timeout);
   // Makes the kernel send what its page cache holds of the mount's files
-  // (syncfs): a mount still in use is detached with its files open.
+  // and returns once they are answered: a mount still in use is detached
+  // with its files open.
   void WriteBackPageCache();
+  // From now on every request fails with EIO; returns once the requests
+  // read before are answered, so that what they wrote can be committed.
+  void StopServing();
   const std::string& dir() const { return dir_; }
   dev_t device() const { return device_; }  // st_dev of the mount's root
   VolumeFs* fs() const { return fs_.get(); }
@@ -61,8 +66,11 @@ class FuseServer {
   std::atomic<uint64_t> init_unique_{0};  // the INIT request, while its reply is due
   std::atomic<bool> killpriv_v2_{false};
   // A detached mount's loop may outlive the daemon's store: it stops
-  // serving (requests then fail with ENOTCONN when the daemon exits).
+  // serving (requests fail with EIO, and with ENOTCONN once the daemon
+  // exits).
   std::atomic<bool> detached_{false};
+  // Held shared by each request being served (see ReadRequest).
+  std::shared_mutex serving_mu_;
 
  private:
   FuseServer() = default;

@@ -81,4 +81,16 @@ std::optional<std::string> InitReplyWithKillPrivV2(const struct iovec* iov, int 
   return out;
 }
 
+std::optional<std::string> ErrorReplyTo(const void* request, size_t len, int error) {
+  fuse_in_header in;
+  if (len < sizeof in) return std::nullopt;
+  memcpy(&in, request, sizeof in);
+  if (in.opcode == FUSE_FORGET || in.opcode == FUSE_BATCH_FORGET || in.opcode == FUSE_INTERRUPT) return std::nullopt;
+  fuse_out_header out = {};
+  out.len = sizeof out;
+  out.error = -error;
+  out.unique = in.unique;
+  return std::string(reinterpret_cast<const char*>(&out), sizeof out);
+}
+
 }  // namespace aspfs::fuse_wire

@@ -38,4 +38,9 @@ Request Parse(void* buf, size_t len);
 // FUSE_HANDLE_KILLPRIV_V2 added, to be written in place of iov[1].
 std::optional<std::string> InitReplyWithKillPrivV2(const struct iovec* iov, int count, uint64_t init_unique);
 
+// The reply failing the request (len bytes as read) with errno error, or
+// nothing for a request that takes no reply (FORGET, BATCH_FORGET,
+// INTERRUPT) or is too short to name itself.
+std::optional<std::string> ErrorReplyTo(const void* request, size_t len, int error);
+
 }  // namespace aspfs::fuse_wire

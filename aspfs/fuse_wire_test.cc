@@ -107,5 +107,29 @@ TEST(FuseWireTest, InitReplyGainsKillPrivV2OnlyForItsRequest) {
   EXPECT_FALSE(InitReplyWithKillPrivV2(iov, 1, 7));
 }
 
+TEST(FuseWireTest, ErrorRepliesNameTheirRequestAndSkipThoseWithoutReplies) {
+  fuse_getattr_in getattr = {};
+  std::string msg = Message(FUSE_GETATTR, 42, getattr);
+  auto reply = ErrorReplyTo(msg.data(), msg.size(), EIO);
+  ASSERT_TRUE(reply.has_value());
+  fuse_out_header out;
+  ASSERT_EQ(sizeof out, reply->size());
+  memcpy(&out, reply->data(), sizeof out);
+  EXPECT_EQ(sizeof out, out.len);
+  EXPECT_EQ(-EIO, out.error);
+  EXPECT_EQ(42u, out.unique);
+
+  fuse_forget_in forget = {};
+  msg = Message(FUSE_FORGET, 43, forget);
+  EXPECT_FALSE(ErrorReplyTo(msg.data(), msg.size(), EIO).has_value());
+  fuse_batch_forget_in batch = {};
+  msg = Message(FUSE_BATCH_FORGET, 44, batch);
+  EXPECT_FALSE(ErrorReplyTo(msg.data(), msg.size(), EIO).has_value());
+  fuse_interrupt_in interrupt = {};
+  msg = Message(FUSE_INTERRUPT, 45, interrupt);
+  EXPECT_FALSE(ErrorReplyTo(msg.data(), msg.size(), EIO).has_value());
+  EXPECT_FALSE(ErrorReplyTo(msg.data(), 10, EIO).has_value());
+}
+
 }  // namespace
 }  // namespace aspfs::fuse_wire

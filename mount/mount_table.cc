@@ -127,8 +127,12 @@ void MountTable::UnmountAll() {
       server->fs()->FlushAll().IgnoreError();
       continue;
     }
-    // In use: detach it. Its loop may still run until the process exits, so
-    // the server (and its VolumeFs) must outlive this table.
+    // In use: what its users wrote since the flush is acknowledged, so it is
+    // committed once no request is served any more; then it is detached. Its
+    // loop may still run until the process exits, so the server (and its
+    // VolumeFs) must outlive this table.
+    server->StopServing();
+    server->fs()->FlushAll().IgnoreError();
     server->Stop(true).IgnoreError();
     server.release();
   }
