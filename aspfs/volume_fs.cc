@@ -625,8 +625,11 @@ Result<size_t> VolumeFs::WriteLocked(uint64_t ino, uint64_t offset, std::string_
     if (!rec.ok()) return rec.status();
     if (!IsRegular(rec->mode)) return Error(Code::kInvalid, "not a regular file");
     const bool has_blocks = HasBlocks(*rec);
-    if (!has_blocks && end <= kInlineMax) {
-      // Small files stay inline, one small txn per write.
+    // Small files stay inline, one small txn per write. Not a write ending
+    // at the page's end: the kernel may send one write(2) as two at a page
+    // boundary, and the first one committed alone would outlive a crash
+    // that lost the second. It is buffered, and waits for the rest.
+    if (!has_blocks && end <= kInlineMax && end % kPageSize != 0) {
       ASPFS_RETURN_IF_ERROR(Commit(op::WriteInline{ino, offset, std::string(data)}).status());
       return data.size();
     }
@@ -1011,17 +1014,26 @@ Status VolumeFs::Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t len
     return Commit(touch).status();
   }
   if (mode & ~FALLOC_FL_KEEP_SIZE) return Error(Code::kNotSupported, "unsupported fallocate mode");
-  // Refuse at once what could never fit the quota, as ext4 would.
-  auto summary = store_->Summarize(vol_);
-  if (!summary.ok()) return summary.status();
-  if (summary->quota.bytes && end > rec->size &&
-      summary->usage.bytes + (end - std::min(end, rec->size)) > summary->quota.bytes) {
-    return Error(Code::kQuota, "volume byte quota exceeded");
-  }
   const uint64_t new_size = keep_size ? rec->size : std::max(rec->size, end);
   // Reserved only up to the size: a block never lies past it (KEEP_SIZE
   // beyond the end reserves nothing).
   const uint64_t reserve_end = std::min(end, new_size);
+  // Refuse at once what could never fit the quota or the store's disk, as
+  // ext4 would: at least the range, less all the file holds already, is new.
+  // Only the range: a range far past the end leaves a hole before it.
+  if (offset < reserve_end) {
+    const uint64_t range = reserve_end - offset;
+    const uint64_t at_least_new = range > rec->alloc_bytes ? range - rec->alloc_bytes : 0;
+    auto summary = store_->Summarize(vol_);
+    if (!summary.ok()) return summary.status();
+    if (summary->quota.bytes && summary->usage.bytes + at_least_new > summary->quota.bytes) {
+      return Error(Code::kQuota, "volume byte quota exceeded");
+    }
+    // The reserved blocks take no disk yet; the writes they promise will.
+    if (at_least_new > store_->space_guard().report().data_room()) {
+      return Error(Code::kNoSpace, "not enough free space on the store's disk");
+    }
+  }
   if (offset < reserve_end) ASPFS_RETURN_IF_ERROR(ReserveRangeLocked(ino, *rec, offset, reserve_end, new_size));
   if (new_size > rec->size) {
     touch.mask |= op::kSetSize;
@@ -1226,7 +1238,7 @@ Result<struct statvfs> VolumeFs::StatFs() {
   // The store's free space short of the reserve it keeps back: df shows 0
   // when file data is refused.
   SpaceGuard::Report disk = store_->space_guard().report();
-  uint64_t disk_free = disk.space.free_bytes > disk.reserve_bytes ? disk.space.free_bytes - disk.reserve_bytes : 0;
+  uint64_t disk_free = disk.data_room();
   struct statvfs st;
   memset(&st, 0, sizeof st);
   st.f_bsize = st.f_frsize = 4096;

@@ -574,6 +574,70 @@ TEST_F(VolumeFsTest, FallocateReservesQuotaForLaterWrites) {
   EXPECT_TRUE(store_->VerifyVolume(q).ok());
 }
 
+// Found by an xfstests-style run: a range far past the end reserves just
+// the range (the rest is a hole), and KEEP_SIZE past the end reserves
+// nothing, so neither is refused for the distance from the end.
+TEST_F(VolumeFsTest, FallocatePastTheEndChargesOnlyTheRange) {
+  Volume* q = CreateQuotaVolume(1 << 20, 0);
+  ASSERT_NE(nullptr, q);
+  VolumeFs fs(store_.get(), q);
+  auto f = fs.Mknod(1, "far", 0100644, 0, Caller{});
+  ASSERT_TRUE(f.ok());
+  const uint64_t far = 200 << 20;
+  ASSERT_TRUE(fs.Fallocate(f->st_ino, 0, far, 4096).ok());
+  EXPECT_EQ(static_cast<off_t>(far + 4096), fs.GetAttr(f->st_ino)->st_size);
+  EXPECT_LE(fs.GetAttr(f->st_ino)->st_blocks * 512, static_cast<blkcnt_t>(kBlockSize));
+  EXPECT_EQ(0u, *fs.Lseek(f->st_ino, 0, SEEK_HOLE));
+  auto g = fs.Mknod(1, "kept", 0100644, 0, Caller{});
+  ASSERT_TRUE(g.ok());
+  ASSERT_TRUE(fs.Write(g->st_ino, 0, std::string(4096, 'k')).ok());
+  ASSERT_TRUE(fs.Fsync(g->st_ino).ok());
+  ASSERT_TRUE(fs.Fallocate(g->st_ino, FALLOC_FL_KEEP_SIZE, 101 << 20, kBlockSize).ok());
+  EXPECT_EQ(4096, fs.GetAttr(g->st_ino)->st_size);
+  // What can never fit is still refused at once.
+  EXPECT_EQ(Code::kQuota, fs.Fallocate(g->st_ino, 0, 0, 2 << 20).code());
+  EXPECT_EQ(4096, fs.GetAttr(g->st_ino)->st_size);
+  EXPECT_TRUE(store_->VerifyVolume(q).ok());
+}
+
+// The zero blocks fallocate reserves take no disk, but the writes they
+// promise will: more than the store's disk has free is ENOSPC at once (it
+// reserved blocks for minutes, growing df's size as it went).
+TEST_F(VolumeFsTest, FallocateBeyondTheStoresFreeDiskIsRefusedAtOnce) {
+  Volume* unlimited = CreateQuotaVolume(0, 0);
+  ASSERT_NE(nullptr, unlimited);
+  VolumeFs fs(store_.get(), unlimited);
+  auto f = fs.Mknod(1, "huge", 0100644, 0, Caller{});
+  ASSERT_TRUE(f.ok());
+  const uint64_t room = store_->space_guard().report().data_room();
+  EXPECT_EQ(Code::kNoSpace, fs.Fallocate(f->st_ino, 0, 0, room + (1ull << 30)).code());
+  EXPECT_EQ(0, fs.GetAttr(f->st_ino)->st_size);
+  EXPECT_EQ(0, fs.GetAttr(f->st_ino)->st_blocks);
+  ASSERT_TRUE(fs.Fallocate(f->st_ino, 0, 0, 1 << 20).ok());
+  EXPECT_EQ(1 << 20, fs.GetAttr(f->st_ino)->st_size);
+}
+
+// Found by a kill -9 harness: the kernel sent write(2) of 6000 bytes at
+// offset 100 as two writes split at 4096. The first, inline, was committed
+// at once and the second buffered, so a crash kept the file 4096 bytes long.
+TEST_F(VolumeFsTest, AWriteEndingAtThePageEndWaitsForTheRestOfItsWrite) {
+  auto f = fs_->Mknod(1, "split", 0100644, 0, Caller{});
+  ASSERT_TRUE(f.ok());
+  const uint64_t before = vol_->position().txid;
+  ASSERT_TRUE(fs_->Write(f->st_ino, 100, std::string(3996, 'a')).ok());
+  EXPECT_EQ(before, vol_->position().txid);
+  ASSERT_TRUE(fs_->Write(f->st_ino, 4096, std::string(2004, 'a')).ok());
+  ASSERT_TRUE(fs_->Flush(f->st_ino).ok());
+  EXPECT_EQ(before + 1, vol_->position().txid);  // both halves in one txn
+  EXPECT_EQ(std::string(100, '\0') + std::string(6000, 'a'), *fs_->Read(f->st_ino, 0, 8192));
+  // A short write still goes inline at once.
+  auto g = fs_->Mknod(1, "small", 0100644, 0, Caller{});
+  ASSERT_TRUE(g.ok());
+  const uint64_t small = vol_->position().txid;
+  ASSERT_TRUE(fs_->Write(g->st_ino, 0, "tiny").ok());
+  EXPECT_EQ(small + 1, vol_->position().txid);
+}
+
 // A page written into a sparse block charges more than the page it was
 // promised; if that misses the quota at the release, the file's next fsync
 // reports it (as a failed writeback), once.

@@ -59,6 +59,10 @@ class SpaceGuard {
     DiskSpace space;
     uint64_t reserve_bytes = 0;
     bool full = false;
+    // What file data may still take: the free space above the reserve.
+    uint64_t data_room() const {
+      return space.free_bytes > reserve_bytes ? space.free_bytes - reserve_bytes : 0;
+    }
   };
   Report report();
 
