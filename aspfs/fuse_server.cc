@@ -58,23 +58,36 @@ thread_local bool t_tmpfile = false;
 
 // The request this thread serves holds its server's serving lock shared
 // until the thread reads its next one or ends, so that StopServing can wait
-// for every request already read.
-thread_local std::shared_lock<std::shared_mutex> t_serving;
+// for every request already read. The lock is shared with the server: a
+// worker libfuse lets go may end after its server.
+struct ServingLock {
+  std::shared_ptr<std::shared_timed_mutex> mu;
+  ~ServingLock() { Release(); }
+  void Release() {
+    if (mu) mu->unlock_shared();
+    mu.reset();
+  }
+};
+thread_local ServingLock t_serving;
 
 ssize_t ReadRequest(int fd, void* buf, size_t len, void* userdata) {
   auto* server = static_cast<FuseServer*>(userdata);
   ssize_t n;
   for (;;) {
-    if (t_serving.owns_lock()) t_serving.unlock();
+    t_serving.Release();
     n = read(fd, buf, len);
     if (n <= 0) return n;
-    t_serving = std::shared_lock<std::shared_mutex>(server->serving_mu_);
-    if (!server->detached_) break;
+    // Only StopServing takes it exclusively, after setting detached_: a
+    // failed try means the same, and no request waits behind it.
+    if (!server->detached_ && server->serving_mu_->try_lock_shared()) {
+      t_serving.mu = server->serving_mu_;
+      if (!server->detached_) break;
+      t_serving.Release();
+    }
     // The daemon is going and no longer commits: the request fails at once
     // (a thread of ours that waits on the kernel, as lseek's writeback
     // does, must not wait for an answer that never comes). The thread
-    // stays here until the process exits.
-    t_serving.unlock();
+    // stays here until the connection closes.
     if (auto reply = fuse_wire::ErrorReplyTo(buf, static_cast<size_t>(n), EIO)) {
       // A reply the kernel refuses leaves the caller to ENOTCONN at exit.
       [[maybe_unused]] ssize_t sent = write(fd, reply->data(), reply->size());
@@ -533,6 +546,9 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Start(std::unique_ptr<VolumeFs> 
   std::vector<char*> argv;
   for (auto& a : argv_store) argv.push_back(a.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  // Until the loop runs there is nothing to stop: a failure returns a
+  // server whose destructor must not unmount whatever is at dir.
+  server->stopped_ = true;
   server->session_ = fuse_session_new(&args, Operations(), sizeof(fuse_lowlevel_ops), server.get());
   if (!server->session_) return Error(Code::kIo, "cannot create FUSE session");
   if (fuse_session_mount(server->session_, dir.c_str()) != 0) {
@@ -550,6 +566,7 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Start(std::unique_ptr<VolumeFs> 
     return Error(Code::kIo, "cannot set up FUSE I/O for " + dir);
   }
   fuse_session* se = server->session_;
+  server->stopped_ = false;
   server->loop_ = std::thread([se, raw = server.get()] {
     fuse_loop_config* config = fuse_loop_cfg_create();
     fuse_loop_cfg_set_idle_threads(config, 4);
@@ -604,8 +621,8 @@ Status FuseServer::Stop(bool lazy) {
   }
   stopped_ = true;
   if (lazy) {
-    // A detached mount may still be in use; its loop ends with its next
-    // request, or when the daemon exits and the connection closes.
+    // A detached mount may still be in use; its loop ends when the
+    // connection closes: its last user gone, or the daemon's exit.
     detached_ = true;
     fuse_session_exit(session_);
     loop_.detach();
@@ -650,9 +667,11 @@ void FuseServer::WriteBackPageCache() {
   for (uint64_t ino : written) WriteBackDirtyPages(ino);
 }
 
-void FuseServer::StopServing() {
+bool FuseServer::StopServing(std::chrono::milliseconds timeout) {
   detached_ = true;
-  std::unique_lock<std::shared_mutex> wait_for_requests_read_before(serving_mu_);
+  if (!serving_mu_->try_lock_for(timeout)) return false;
+  serving_mu_->unlock();
+  return true;
 }
 
 void FuseServer::Join() {

@@ -46,8 +46,9 @@ class FuseServer {
   // with its files open.
   void WriteBackPageCache();
   // From now on every request fails with EIO; returns once the requests
-  // read before are answered, so that what they wrote can be committed.
-  void StopServing();
+  // read before are answered, so that what they wrote can be committed
+  // (false if some were not within timeout).
+  bool StopServing(std::chrono::milliseconds timeout);
   const std::string& dir() const { return dir_; }
   dev_t device() const { return device_; }  // st_dev of the mount's root
   VolumeFs* fs() const { return fs_.get(); }
@@ -70,7 +71,7 @@ class FuseServer {
   // exits).
   std::atomic<bool> detached_{false};
   // Held shared by each request being served (see ReadRequest).
-  std::shared_mutex serving_mu_;
+  std::shared_ptr<std::shared_timed_mutex> serving_mu_ = std::make_shared<std::shared_timed_mutex>();
 
  private:
   FuseServer() = default;

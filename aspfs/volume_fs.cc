@@ -1023,7 +1023,11 @@ Status VolumeFs::Fallocate(uint64_t ino, int mode, uint64_t offset, uint64_t len
   // Only the range: a range far past the end leaves a hole before it.
   if (offset < reserve_end) {
     const uint64_t range = reserve_end - offset;
-    const uint64_t at_least_new = range > rec->alloc_bytes ? range - rec->alloc_bytes : 0;
+    // Two floors: the range less all the file holds, and the range's part
+    // past the file's last block, where no block lies.
+    const uint64_t past_blocks_from = std::max(offset, (rec->size + kBlockSize - 1) / kBlockSize * kBlockSize);
+    const uint64_t past_blocks = reserve_end > past_blocks_from ? reserve_end - past_blocks_from : 0;
+    const uint64_t at_least_new = std::max(range - std::min(range, rec->alloc_bytes), past_blocks);
     auto summary = store_->Summarize(vol_);
     if (!summary.ok()) return summary.status();
     if (summary->quota.bytes && summary->usage.bytes + at_least_new > summary->quota.bytes) {

@@ -594,9 +594,16 @@ TEST_F(VolumeFsTest, FallocatePastTheEndChargesOnlyTheRange) {
   ASSERT_TRUE(fs.Fsync(g->st_ino).ok());
   ASSERT_TRUE(fs.Fallocate(g->st_ino, FALLOC_FL_KEEP_SIZE, 101 << 20, kBlockSize).ok());
   EXPECT_EQ(4096, fs.GetAttr(g->st_ino)->st_size);
-  // What can never fit is still refused at once.
+  // What can never fit is still refused at once, also past the end of a
+  // file that holds more than the range.
   EXPECT_EQ(Code::kQuota, fs.Fallocate(g->st_ino, 0, 0, 2 << 20).code());
   EXPECT_EQ(4096, fs.GetAttr(g->st_ino)->st_size);
+  auto h = fs.Mknod(1, "held", 0100644, 0, Caller{});
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE(fs.Write(h->st_ino, 0, std::string(600000, 'h')).ok());
+  ASSERT_TRUE(fs.Fsync(h->st_ino).ok());
+  EXPECT_EQ(Code::kQuota, fs.Fallocate(h->st_ino, 0, 600000, 500000).code());
+  EXPECT_EQ(600000, fs.GetAttr(h->st_ino)->st_size);
   EXPECT_TRUE(store_->VerifyVolume(q).ok());
 }
 

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -120,9 +121,13 @@ Status MountTable::Unmount(const std::string& dir) {
 
 void MountTable::UnmountAll() {
   std::lock_guard<std::mutex> lock(mu_);
+  // Every mount's data first: a mount slow to stop must not cost another
+  // its buffers.
   for (auto& [path, server] : mounts_) {
     server->WriteBackPageCache();
     server->fs()->FlushAll().IgnoreError();
+  }
+  for (auto& [path, server] : mounts_) {
     if (server->Stop(false).ok()) {
       server->fs()->FlushAll().IgnoreError();
       continue;
@@ -131,7 +136,9 @@ void MountTable::UnmountAll() {
     // committed once no request is served any more; then it is detached. Its
     // loop may still run until the process exits, so the server (and its
     // VolumeFs) must outlive this table.
-    server->StopServing();
+    if (!server->StopServing(std::chrono::seconds(10))) {
+      fprintf(stderr, "aspfsd: %s: requests still being served after 10 s; detaching anyway\n", path.c_str());
+    }
     server->fs()->FlushAll().IgnoreError();
     server->Stop(true).IgnoreError();
     server.release();
