@@ -324,8 +324,7 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t
 void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) { fuse_reply_err(req, ToErrno(Fs(req)->Flush(ino))); }
 
 void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  // The kernel wrote the file's dirty pages back before it released the
-  // last writer (writeback cache).
+  // The kernel writes a file's dirty pages back before it releases it.
   if ((fi->flags & O_ACCMODE) != O_RDONLY) Server(req)->CountWriter(ino, -1);
   fuse_reply_err(req, ToErrno(Fs(req)->Release(ino)));
 }

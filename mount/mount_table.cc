@@ -27,14 +27,18 @@ void MountTable::ReapEndedLocked() {
     }
     it->second->fs()->FlushAll().IgnoreError();
     it->second->Stop(false).IgnoreError();
-    for (auto v = volume_dirs_.begin(); v != volume_dirs_.end(); ++v) {
-      if (v->second == it->first) {
-        volume_dirs_.erase(v);
-        break;
-      }
-    }
-    it = mounts_.erase(it);
+    it = EraseLocked(it);
   }
+}
+
+MountTable::MountMap::iterator MountTable::EraseLocked(MountMap::iterator it) {
+  for (auto v = volume_dirs_.begin(); v != volume_dirs_.end(); ++v) {
+    if (v->second == it->first) {
+      volume_dirs_.erase(v);
+      break;
+    }
+  }
+  return mounts_.erase(it);
 }
 
 void MountTable::FlushOnTimer() {
@@ -108,13 +112,7 @@ Status MountTable::Unmount(const std::string& dir) {
     ASPFS_RETURN_IF_ERROR(it->second->Stop(false));
     it->second->fs()->FlushAll().IgnoreError();  // the kernel released every file; this is belt and braces
     server = std::move(it->second);
-    mounts_.erase(it);
-    for (auto v = volume_dirs_.begin(); v != volume_dirs_.end(); ++v) {
-      if (v->second == path) {
-        volume_dirs_.erase(v);
-        break;
-      }
-    }
+    EraseLocked(it);
   }
   return store_->Sync();
 }

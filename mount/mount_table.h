@@ -43,10 +43,13 @@ class MountTable {
   void FlushVolume(const std::string& volume);
 
  private:
+  using MountMap = std::map<std::string, std::unique_ptr<FuseServer>>;
   void ReapEndedLocked();  // REQUIRES(mu_)
+  // Drops the mount's record and its volume's; returns the next. REQUIRES(mu_)
+  MountMap::iterator EraseLocked(MountMap::iterator it);
   Store* store_;
   std::mutex mu_;
-  std::map<std::string, std::unique_ptr<FuseServer>> mounts_;  // by dir; GUARDED_BY(mu_)
+  MountMap mounts_;  // by dir; GUARDED_BY(mu_)
   std::map<std::string, std::string> volume_dirs_;              // volume -> dir; GUARDED_BY(mu_)
   std::unique_ptr<GroupCommitFlusher> flusher_;  // last: stops before the mounts go
 };
