@@ -257,11 +257,15 @@ void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
 
 void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t new_parent, const char* new_name,
               unsigned int flags) {
-  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return (void)fuse_reply_err(req, EINVAL);
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) return (void)fuse_reply_err(req, EINVAL);
   uint32_t f = 0;
   if (flags & RENAME_NOREPLACE) f |= op::kRenameNoReplace;
   if (flags & RENAME_EXCHANGE) f |= op::kRenameExchange;
-  fuse_reply_err(req, ToErrno(Fs(req)->Rename(parent, name, new_parent, new_name, f)));
+  // The kernel has checked CAP_MKNOD for RENAME_WHITEOUT.
+  Caller whiteout_owner;
+  if (flags & RENAME_WHITEOUT) whiteout_owner = CallerOf(req);
+  fuse_reply_err(req, ToErrno(Fs(req)->Rename(parent, name, new_parent, new_name, f,
+                                              (flags & RENAME_WHITEOUT) ? &whiteout_owner : nullptr)));
 }
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {

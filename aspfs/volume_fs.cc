@@ -317,8 +317,9 @@ Result<struct stat> VolumeFs::SetAttr(uint64_t ino, const struct stat& attr, int
   return ToStat(ino, *rec);
 }
 
-Result<struct stat> VolumeFs::Mknod(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev,
-                                   const Caller& caller, const std::string& symlink_target) {
+Result<std::vector<Op>> VolumeFs::NewInodeOps(uint64_t parent, const std::string& name, uint64_t ino, uint32_t mode,
+                                               uint64_t rdev, const Caller& caller,
+                                               const std::string& symlink_target) {
   // The kernel applies no umask (FUSE_CAP_DONT_MASK, for POSIX ACLs):
   // a default ACL of the parent replaces it, as posix_acl_create() on ext4.
   // Symlinks take neither.
@@ -338,14 +339,21 @@ Result<struct stat> VolumeFs::Mknod(uint64_t parent, const std::string& name, ui
       inherited.mode &= ~(caller.umask & 0777);
     }
   }
-  uint64_t ino = vol_->AllocateInode();
   std::vector<Op> ops;
   ops.push_back(op::Mknod{parent, name, ino, inherited.mode, caller.uid, caller.gid, rdev, symlink_target});
   if (!inherited.access.empty()) ops.push_back(op::SetXattr{ino, kAclAccessXattr, inherited.access, op::kXattrCreate});
   if (!inherited.default_acl.empty()) {
     ops.push_back(op::SetXattr{ino, kAclDefaultXattr, inherited.default_acl, op::kXattrCreate});
   }
-  auto committed = Commit(std::move(ops));
+  return ops;
+}
+
+Result<struct stat> VolumeFs::Mknod(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev,
+                                   const Caller& caller, const std::string& symlink_target) {
+  uint64_t ino = vol_->AllocateInode();
+  auto ops = NewInodeOps(parent, name, ino, mode, rdev, caller, symlink_target);
+  if (!ops.ok()) return ops.status();
+  auto committed = Commit(std::move(*ops));
   if (!committed.ok()) return committed.status();
   auto rec = LoadInode(ino);
   if (!rec.ok()) return rec.status();
@@ -375,7 +383,7 @@ Status VolumeFs::Unlink(uint64_t parent, const std::string& name, bool directory
 }
 
 Status VolumeFs::Rename(uint64_t parent, const std::string& name, uint64_t new_parent, const std::string& new_name,
-                        uint32_t flags) {
+                        uint32_t flags, const Caller* whiteout_owner) {
   if (name.size() > kNameMax) return Error(Code::kNameTooLong, "name longer than 255 bytes");
   auto raw = store_->Get(key::Dirent(vol_->id(), InodeId{new_parent}, new_name));
   if (!raw.ok()) return raw.status();
@@ -397,7 +405,19 @@ Status VolumeFs::Rename(uint64_t parent, const std::string& name, uint64_t new_p
     }
     if (target && (flags & op::kRenameExchange)) ASPFS_RETURN_IF_ERROR(Flush(*target));
   }
-  ASPFS_RETURN_IF_ERROR(Commit(op::Rename{parent, name, new_parent, new_name, flags}).status());
+  std::vector<Op> ops;
+  ops.push_back(op::Rename{parent, name, new_parent, new_name, flags});
+  if (whiteout_owner) {
+    // RENAME_WHITEOUT (overlayfs's upper layer): the old name becomes a
+    // character device 0/0 in the same txn, made as mknod(2) would make it
+    // (ext4 gives it the caller's owner, the setgid group and the default
+    // ACL too). A rename that fails leaves no whiteout behind.
+    if (flags & op::kRenameExchange) return Error(Code::kInvalid, "RENAME_WHITEOUT with RENAME_EXCHANGE");
+    auto whiteout = NewInodeOps(parent, name, vol_->AllocateInode(), kTypeChar, 0, *whiteout_owner, "");
+    if (!whiteout.ok()) return whiteout.status();
+    for (Op& o : *whiteout) ops.push_back(std::move(o));
+  }
+  ASPFS_RETURN_IF_ERROR(Commit(std::move(ops)).status());
   if (target) MaybePurge(*target);
   return Status::Ok();
 }

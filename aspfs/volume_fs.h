@@ -90,8 +90,10 @@ class VolumeFs {
                             const Caller& caller, const std::string& symlink_target = "");
   Result<struct stat> Link(uint64_t ino, uint64_t new_parent, const std::string& new_name);
   Status Unlink(uint64_t parent, const std::string& name, bool directory);
+  // flags are the journal's (op::kRename*). whiteout_owner: RENAME_WHITEOUT,
+  // leave a whiteout made by that caller at the old name.
   Status Rename(uint64_t parent, const std::string& name, uint64_t new_parent, const std::string& new_name,
-                uint32_t flags);
+                uint32_t flags, const Caller* whiteout_owner = nullptr);
   Result<std::string> ReadLink(uint64_t ino);
 
   Status Truncate(uint64_t ino, uint64_t size);
@@ -173,6 +175,10 @@ class VolumeFs {
   // Commits ops as one txn, all or nothing, with the chunks they reference.
   // promised: quota reserved for what the txn commits (Volume::Commit).
   // promised: as Volume::Commit (consumed by a successful commit).
+  // The ops that make inode ino at parent/name: the inode and entry, then the
+  // ACLs it inherits.
+  Result<std::vector<Op>> NewInodeOps(uint64_t parent, const std::string& name, uint64_t ino, uint32_t mode,
+                                      uint64_t rdev, const Caller& caller, const std::string& symlink_target);
   Result<Position> Commit(std::vector<Op> ops, const ChunkWrites& chunks = {}, uint64_t* promised = nullptr);
   Result<Position> Commit(Op op, const ChunkWrites& chunks = {}, uint64_t* promised = nullptr);
   // setxattr of system.posix_acl_access (see SetXattr).

@@ -404,6 +404,59 @@ TEST_F(VolumeFsTest, RenameCommitsTheMovedFilesBufferedWritesFirst) {
   EXPECT_EQ("rename", LastTxnOps().back());
 }
 
+// RENAME_WHITEOUT (overlayfs): the old name becomes a character device 0/0
+// owned by the caller, in the rename's own txn; a rename that fails leaves
+// nothing behind.
+TEST_F(VolumeFsTest, RenameWhiteoutLeavesAWhiteoutInTheSameTxn) {
+  auto dir = fs_->Mknod(1, "d", 042775, 0, Caller{});  // setgid: the whiteout takes its group
+  ASSERT_TRUE(dir.ok());
+  ASSERT_TRUE(fs_->SetAttr(dir->st_ino, [] { struct stat a{}; a.st_gid = 77; return a; }(), VolumeFs::kSetGid).ok());
+  auto moved = fs_->Mknod(dir->st_ino, "a", 0100644, 0, Caller{});
+  ASSERT_TRUE(moved.ok());
+  Caller owner;
+  owner.uid = 1000;
+  owner.gid = 1000;
+  owner.umask = 022;
+  ASSERT_TRUE(fs_->Rename(dir->st_ino, "a", 1, "b", op::kRenameNoReplace, &owner).ok());
+  EXPECT_EQ((std::vector<std::string>{"rename", "mknod"}), LastTxnOps());
+  auto whiteout = fs_->Lookup(dir->st_ino, "a");
+  ASSERT_TRUE(whiteout.ok()) << whiteout.status().ToString();
+  EXPECT_EQ(static_cast<mode_t>(S_IFCHR), whiteout->st_mode);
+  EXPECT_EQ(0u, whiteout->st_rdev);
+  EXPECT_EQ(1000u, whiteout->st_uid);
+  EXPECT_EQ(77u, whiteout->st_gid);
+  EXPECT_NE(moved->st_ino, whiteout->st_ino);
+  auto b = fs_->Lookup(1, "b");
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(moved->st_ino, b->st_ino);
+
+  // Failures: a missing source, a taken name with RENAME_NOREPLACE, with
+  // RENAME_EXCHANGE. Each leaves the journal and the names as they were.
+  ASSERT_TRUE(fs_->Mknod(1, "c", 0100644, 0, Caller{}).ok());
+  const int txns = CountOps("mknod") + CountOps("rename");
+  EXPECT_EQ(Code::kNotFound, fs_->Rename(1, "nothing", 1, "x", 0, &owner).code());
+  EXPECT_EQ(Code::kExists, fs_->Rename(1, "c", 1, "b", op::kRenameNoReplace, &owner).code());
+  EXPECT_EQ(Code::kInvalid, fs_->Rename(1, "c", 1, "b", op::kRenameExchange, &owner).code());
+  EXPECT_EQ(txns, CountOps("mknod") + CountOps("rename"));
+  EXPECT_EQ(Code::kNotFound, fs_->Lookup(1, "nothing").status().code());
+  EXPECT_EQ(static_cast<mode_t>(S_IFREG | 0644), fs_->Lookup(1, "c")->st_mode);
+  EXPECT_TRUE(store_->VerifyVolume(vol_).ok());
+}
+
+// The whiteout is an inode: with the volume's inodes used up the rename is
+// refused whole.
+TEST_F(VolumeFsTest, RenameWhiteoutNeedsAnInodeOfTheQuota) {
+  Volume* q = CreateQuotaVolume(0, 2);  // the root and one file
+  ASSERT_NE(nullptr, q);
+  VolumeFs fs(store_.get(), q);
+  ASSERT_TRUE(fs.Mknod(1, "a", 0100644, 0, Caller{}).ok());
+  Caller owner;
+  EXPECT_EQ(Code::kQuota, fs.Rename(1, "a", 1, "b", 0, &owner).code());
+  EXPECT_TRUE(fs.Lookup(1, "a").ok());
+  EXPECT_EQ(Code::kNotFound, fs.Lookup(1, "b").status().code());
+  ASSERT_TRUE(fs.Rename(1, "a", 1, "b", 0).ok());  // a plain rename needs none
+}
+
 // The kernel sends an unaligned write(2) as its first page's piece, then
 // the rest: the timer's flush must not commit between them, or a crash could
 // keep half the write(2). It waits while the last piece ended on a page
