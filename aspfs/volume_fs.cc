@@ -413,6 +413,16 @@ Status VolumeFs::Rename(uint64_t parent, const std::string& name, uint64_t new_p
     // (ext4 gives it the caller's owner, the setgid group and the default
     // ACL too). A rename that fails leaves no whiteout behind.
     if (flags & op::kRenameExchange) return Error(Code::kInvalid, "RENAME_WHITEOUT with RENAME_EXCHANGE");
+    if (target) {
+      // Two links of one inode: rename(2) does nothing (the kernel does
+      // not even ask), so no whiteout either.
+      auto source = store_->Get(key::Dirent(vol_->id(), InodeId{parent}, name));
+      if (!source.ok()) return source.status();
+      if (*source) {
+        auto entry = DirentRecord::Decode(**source);
+        if (entry.ok() && entry->ino == *target) return Status::Ok();
+      }
+    }
     auto whiteout = NewInodeOps(parent, name, vol_->AllocateInode(), kTypeChar, 0, *whiteout_owner, "");
     if (!whiteout.ok()) return whiteout.status();
     for (Op& o : *whiteout) ops.push_back(std::move(o));

@@ -437,6 +437,12 @@ TEST_F(VolumeFsTest, RenameWhiteoutLeavesAWhiteoutInTheSameTxn) {
   EXPECT_EQ(Code::kNotFound, fs_->Rename(1, "nothing", 1, "x", 0, &owner).code());
   EXPECT_EQ(Code::kExists, fs_->Rename(1, "c", 1, "b", op::kRenameNoReplace, &owner).code());
   EXPECT_EQ(Code::kInvalid, fs_->Rename(1, "c", 1, "b", op::kRenameExchange, &owner).code());
+  // Two names of one inode: nothing to do, as for a plain rename.
+  auto c = fs_->Lookup(1, "c");
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(fs_->Link(c->st_ino, 1, "c2").ok());
+  EXPECT_TRUE(fs_->Rename(1, "c", 1, "c2", 0, &owner).ok());
+  EXPECT_EQ(static_cast<mode_t>(S_IFREG | 0644), fs_->Lookup(1, "c")->st_mode);
   EXPECT_EQ(txns, CountOps("mknod") + CountOps("rename"));
   EXPECT_EQ(Code::kNotFound, fs_->Lookup(1, "nothing").status().code());
   EXPECT_EQ(static_cast<mode_t>(S_IFREG | 0644), fs_->Lookup(1, "c")->st_mode);
