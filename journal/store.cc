@@ -10,12 +10,15 @@
 
 #include <asio/post.hpp>
 #include <asio/thread_pool.hpp>
+#include <fcntl.h>
 #include <pthread.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <deque>
+#include <thread>
 #include <unordered_set>
 
 #include "journal/apply.h"
@@ -292,7 +295,32 @@ Store::~Store() {
   }
 }
 
-Result<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
+namespace {
+
+// The pid holding a write lock on dir/LOCK (RocksDB's), or 0 if none does.
+pid_t StoreLockHolder(const std::string& dir) {
+  int fd = open((dir + "/LOCK").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  struct flock probe = {};
+  probe.l_type = F_WRLCK;
+  probe.l_whence = SEEK_SET;
+  pid_t holder = 0;
+  if (fcntl(fd, F_GETLK, &probe) == 0 && probe.l_type != F_UNLCK) holder = probe.l_pid;
+  close(fd);
+  return holder;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> Store::Open(const std::string& dir, std::chrono::milliseconds lock_wait) {
+  const auto deadline = std::chrono::steady_clock::now() + lock_wait;
+  for (pid_t holder; (holder = StoreLockHolder(dir)) != 0;) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return Error(Code::kBusy, "store " + dir + " is in use by process " + std::to_string(holder) +
+                                    " (another aspfsd?)");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   std::unique_ptr<Store> store(new Store());
   store->dir_ = dir;
   rocksdb::Options options;

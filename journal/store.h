@@ -133,7 +133,11 @@ struct VolumeCreateOptions {
 class Store {
  public:
   ~Store();
-  static Result<std::unique_ptr<Store>> Open(const std::string& dir);
+  // A store held by another process (RocksDB's lock on dir/LOCK) is waited
+  // for up to lock_wait: a daemon killed with -9 lets go only once the
+  // kernel has aborted its mounts. Then kBusy, naming the holder.
+  static Result<std::unique_ptr<Store>> Open(const std::string& dir,
+                                             std::chrono::milliseconds lock_wait = std::chrono::seconds(10));
   const std::string& dir() const { return dir_; }
 
   Result<Volume*> CreateVolume(const std::string& name, const VolumeCreateOptions& options);

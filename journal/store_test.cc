@@ -1,6 +1,9 @@
 #include "journal/store.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
@@ -44,6 +47,46 @@ class StoreTest : public ::testing::Test {
   std::string dir_;
   std::unique_ptr<Store> store_;
 };
+
+// A second daemon on the same store (or one started while a killed one is
+// still exiting) waits for the store's lock, and if it stays held says by
+// whom.
+TEST_F(StoreTest, AStoreHeldByAnotherProcessIsWaitedForAndThenNamed) {
+  store_.reset();
+  int ready[2], release[2];
+  ASSERT_EQ(0, pipe(ready));
+  ASSERT_EQ(0, pipe(release));
+  pid_t child = fork();
+  ASSERT_LE(0, child);
+  if (child == 0) {
+    int fd = open((dir_ + "/LOCK").c_str(), O_RDWR);
+    struct flock lock = {};
+    lock.l_type = F_WRLCK;
+    lock.l_whence = SEEK_SET;
+    char c = fd >= 0 && fcntl(fd, F_SETLK, &lock) == 0 ? 'y' : 'n';
+    if (write(ready[1], &c, 1) != 1) _exit(1);
+    close(release[1]);
+    while (read(release[0], &c, 1) > 0) {
+    }
+    _exit(0);
+  }
+  close(ready[1]);
+  close(release[0]);
+  char c = 0;
+  ASSERT_EQ(1, read(ready[0], &c, 1));
+  ASSERT_EQ('y', c);
+  auto held = Store::Open(dir_, std::chrono::milliseconds(200));
+  ASSERT_FALSE(held.ok());
+  EXPECT_EQ(Code::kBusy, held.status().code());
+  EXPECT_NE(std::string::npos, held.status().message().find("in use by process " + std::to_string(child)))
+      << held.status().ToString();
+  close(release[1]);  // the child lets go and exits; Open waits for that
+  auto freed = Store::Open(dir_);
+  EXPECT_TRUE(freed.ok()) << freed.status().ToString();
+  int status = 0;
+  waitpid(child, &status, 0);
+  close(ready[0]);
+}
 
 TEST_F(StoreTest, CommitsSurviveReopenAndReplayMatches) {
   Volume* vol = Create("ve101");
