@@ -97,6 +97,7 @@ ssize_t ReadRequest(int fd, void* buf, size_t len, void* userdata) {
   fuse_wire::Request r = fuse_wire::Parse(buf, static_cast<size_t>(n));
   t_kill_suidgid = r.kill_suidgid;
   t_tmpfile = r.is_tmpfile;
+  if (r.is_init) server->kernel_minor_ = r.kernel_minor;
   if (r.is_init && r.offers_killpriv_v2) server->init_unique_ = r.unique;
   errno = saved;
   return n;
@@ -181,6 +182,11 @@ void OpInit(void*, fuse_conn_info* conn) {
 }
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  // "." by inode number is the kernel decoding a file handle.
+  if (strcmp(name, ".") == 0 && !Server(req)->decodes_file_handles_of_files()) {
+    auto self = Fs(req)->GetAttr(parent);
+    if (self.ok() && !S_ISDIR(self->st_mode)) return (void)fuse_reply_err(req, ESTALE);
+  }
   auto st = Fs(req)->Lookup(parent, name);
   if (!st.ok() && st.status().code() == Code::kNotFound) {
     // Negative entry: the kernel may cache the absence (one writer per volume).

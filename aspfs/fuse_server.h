@@ -63,6 +63,14 @@ class FuseServer {
   void WriteBackDirtyPages(uint64_t ino);
   // The kernel left setuid/setgid clearing to us (FUSE_HANDLE_KILLPRIV_V2).
   bool kills_privileges() const { return killpriv_v2_.load(); }
+  // Kernels from FUSE 7.44 (6.16) judge a dentry made for a file handle
+  // stale by itself the first time it is revalidated: overlayfs, which
+  // revalidates the lower file it finds through a copied-up file's origin
+  // handle, then fails with ESTALE (docs/decisions.md). Handles of
+  // non-directories are refused there, so that overlayfs takes the origin
+  // as unknown.
+  bool decodes_file_handles_of_files() const { return kernel_minor_.load() < 44; }
+  std::atomic<uint32_t> kernel_minor_{0};  // from the kernel's INIT
   // libfuse's custom I/O hooks (see fuse_server.cc).
   std::atomic<uint64_t> init_unique_{0};  // the INIT request, while its reply is due
   std::atomic<bool> killpriv_v2_{false};

@@ -27,6 +27,11 @@ Request Parse(void* buf, size_t len) {
     case FUSE_INIT: {
       r.is_init = true;
       fuse_init_in in;
+      if (len >= sizeof(fuse_in_header) + offsetof(fuse_init_in, minor) + sizeof(in.minor)) {
+        memcpy(&in.minor, static_cast<const char*>(buf) + sizeof(fuse_in_header) + offsetof(fuse_init_in, minor),
+               sizeof(in.minor));
+        r.kernel_minor = in.minor;
+      }
       // Older kernels send a shorter fuse_init_in; flags is in every version.
       if (len >= sizeof(fuse_in_header) + offsetof(fuse_init_in, flags) + sizeof(in.flags)) {
         memcpy(&in.flags, static_cast<const char*>(buf) + sizeof(fuse_in_header) + offsetof(fuse_init_in, flags),

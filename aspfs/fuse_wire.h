@@ -19,6 +19,7 @@ struct Request {
   uint64_t unique = 0;
   bool is_init = false;
   bool offers_killpriv_v2 = false;  // INIT: the kernel can leave setuid/setgid clearing to us
+  uint32_t kernel_minor = 0;        // INIT: the kernel's FUSE protocol minor version
   // WRITE, SETATTR (truncate), OPEN and CREATE (O_TRUNC): the caller lacks
   // CAP_FSETID, so setuid and setgid (with group exec) must go.
   bool kill_suidgid = false;

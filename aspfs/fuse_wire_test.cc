@@ -30,6 +30,7 @@ TEST(FuseWireTest, InitOfferOfKillPrivV2) {
   Request r = Parse(msg.data(), msg.size());
   EXPECT_TRUE(r.is_init);
   EXPECT_TRUE(r.offers_killpriv_v2);
+  EXPECT_EQ(38u, r.kernel_minor);
   EXPECT_EQ(7u, r.unique);
   init.flags = FUSE_ASYNC_READ;
   msg = Message(FUSE_INIT, 7, init);

@@ -260,11 +260,22 @@ Result<struct stat> VolumeFs::SetAttr(uint64_t ino, const struct stat& attr, int
   } else if (kill_suidgid) {
     auto rec = LoadInode(ino);
     if (!rec.ok()) return rec.status();
-    uint32_t kept = WithoutSuidSgid(*rec, caller);
-    if (kept != (rec->mode & 07777)) {
+    if (rec->nlink == 0 && (to_set & (kSetUid | kSetGid))) {
+      // overlayfs copies a file up into an O_TMPFILE: chmod, then chown,
+      // then link. That chown is the kernel's own (no ATTR_KILL_*; ext4
+      // keeps the bits), but under KILLPRIV_V2 every chown reaches us
+      // flagged "kill". Only an inode without links is spared: a chown(2)
+      // of one is rare and root's. The mode goes with the op, or apply()'s
+      // chown rule would clear the bits.
       o.mask |= op::kSetMode;
-      o.mode = kept;
-      to_set |= kSetMode;  // and the access ACL follows, as for chmod
+      o.mode = rec->mode & 07777;
+    } else {
+      uint32_t kept = WithoutSuidSgid(*rec, caller);
+      if (kept != (rec->mode & 07777)) {
+        o.mask |= op::kSetMode;
+        o.mode = kept;
+        to_set |= kSetMode;  // and the access ACL follows, as for chmod
+      }
     }
   }
   if (to_set & kSetUid) {

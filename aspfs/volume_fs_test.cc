@@ -449,6 +449,26 @@ TEST_F(VolumeFsTest, RenameWhiteoutLeavesAWhiteoutInTheSameTxn) {
   EXPECT_TRUE(store_->VerifyVolume(vol_).ok());
 }
 
+// Under KILLPRIV_V2 every chown comes flagged "kill setuid/setgid", also
+// the one overlayfs makes while copying a file up into an O_TMPFILE (where
+// ext4 keeps the bits). A named file loses them, as chown(2) wants; a file
+// without links keeps them.
+TEST_F(VolumeFsTest, ChownKillsSetuidExceptOnAnInodeWithoutLinks) {
+  auto named = fs_->Mknod(1, "named", 0104755, 0, Caller{});
+  auto unnamed = fs_->Mknod(1, "", 0106755, 0, Caller{});  // O_TMPFILE
+  ASSERT_TRUE(named.ok() && unnamed.ok());
+  struct stat owner = {};
+  owner.st_uid = 0;
+  owner.st_gid = 42;
+  const int chown = VolumeFs::kSetUid | VolumeFs::kSetGid;
+  auto after_named = fs_->SetAttr(named->st_ino, owner, chown, /*kill_suidgid=*/true, Caller{});
+  auto after_unnamed = fs_->SetAttr(unnamed->st_ino, owner, chown, /*kill_suidgid=*/true, Caller{});
+  ASSERT_TRUE(after_named.ok() && after_unnamed.ok());
+  EXPECT_EQ(0100755u, after_named->st_mode);
+  EXPECT_EQ(0106755u, after_unnamed->st_mode);
+  EXPECT_EQ(42u, after_unnamed->st_gid);
+}
+
 // The whiteout is an inode: with the volume's inodes used up the rename is
 // refused whole.
 TEST_F(VolumeFsTest, RenameWhiteoutNeedsAnInodeOfTheQuota) {

@@ -11,6 +11,7 @@
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -696,6 +697,14 @@ FileHandle HandleOf(const std::string& path) {
 // File handles outlive the kernel's cache of the inode, as on ext4: after a
 // remount the kernel knows none of the inodes and must ask for each by number
 // (and for a directory, walk up through "..").
+// The running kernel's version is at least major.minor.
+bool KernelAtLeast(int major, int minor) {
+  struct utsname u;
+  int have_major = 0, have_minor = 0;
+  if (uname(&u) != 0 || sscanf(u.release, "%d.%d", &have_major, &have_minor) != 2) return false;
+  return have_major > major || (have_major == major && have_minor >= minor);
+}
+
 TEST(MountTest, FileHandlesOpenAfterRemount) {
   TempDir tmp;
   Daemon daemon(tmp.path());
@@ -716,11 +725,19 @@ TEST(MountTest, FileHandlesOpenAfterRemount) {
   int root = open(mnt.c_str(), O_RDONLY | O_DIRECTORY);
   ASSERT_LE(0, root) << strerror(errno);
   int fd = open_by_handle_at(root, &file.head, O_RDONLY);
-  ASSERT_LE(0, fd) << strerror(errno);
-  char buf[16] = {};
-  EXPECT_EQ(7, read(fd, buf, sizeof buf));
-  EXPECT_STREQ("handled", buf);
-  close(fd);
+  if (KernelAtLeast(6, 16)) {
+    // There the kernel itself makes what a file's handle decodes to go
+    // stale, which breaks overlayfs: the daemon refuses files' handles
+    // once the kernel has forgotten the file (docs/decisions.md).
+    EXPECT_EQ(-1, fd);
+    EXPECT_EQ(ESTALE, errno);
+  } else {
+    ASSERT_LE(0, fd) << strerror(errno);
+    char buf[16] = {};
+    EXPECT_EQ(7, read(fd, buf, sizeof buf));
+    EXPECT_STREQ("handled", buf);
+    close(fd);
+  }
   fd = open_by_handle_at(root, &dir.head, O_RDONLY | O_DIRECTORY);
   ASSERT_LE(0, fd) << strerror(errno);
   struct stat st;
