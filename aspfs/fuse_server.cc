@@ -628,18 +628,24 @@ Status FuseServer::Stop(bool lazy) {
     if (errno == EBUSY) return Error(Code::kBusy, dir_ + " is busy");
     return Error(Code::kIo, "unmount " + dir_ + ": " + strerror(errno));
   }
-  stopped_ = true;
   if (lazy) {
     // A detached mount may still be in use; its loop ends when the
     // connection closes: its last user gone, or the daemon's exit.
-    detached_ = true;
-    fuse_session_exit(session_);
-    loop_.detach();
-    session_ = nullptr;  // the detached loop still uses it
+    Abandon();
     return Status::Ok();
   }
+  stopped_ = true;
   Join();
   return Status::Ok();
+}
+
+void FuseServer::Abandon() {
+  if (stopped_) return;
+  stopped_ = true;
+  detached_ = true;
+  fuse_session_exit(session_);
+  loop_.detach();
+  session_ = nullptr;  // the detached loop still uses it
 }
 
 void FuseServer::CountWriter(uint64_t ino, int delta) {

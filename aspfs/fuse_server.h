@@ -37,6 +37,11 @@ class FuseServer {
   // Unmounts (fails with kBusy while the mount is in use) and waits for the
   // loop to finish.
   Status Stop(bool lazy);
+  // Stops for good without unmounting: the kernel's mount stays, and once
+  // the daemon exits its users get ENOTCONN, as after kill -9, until
+  // `aspfs mount` or umount(8) clears it. For a mount still in use at
+  // SIGTERM: detached, its users' paths would reach the directory under it.
+  void Abandon();
   // Whether the session loop has ended, waiting up to timeout for it: it
   // ends when the kernel's mount goes (Stop, or umount(8) outside the
   // daemon; a lazy one once its last user is gone).

@@ -131,14 +131,20 @@ void MountTable::UnmountAll() {
       continue;
     }
     // In use: what its users wrote since the flush is acknowledged, so it is
-    // committed once no request is served any more; then it is detached. Its
-    // loop may still run until the process exits, so the server (and its
-    // VolumeFs) must outlive this table.
+    // committed once no request is served any more. Then it is left mounted
+    // without a server rather than detached, so that its users get errors
+    // instead of writing into the directory under it. Its loop may still run
+    // until the process exits, so the server (and its VolumeFs) must outlive
+    // this table.
     if (!server->StopServing(std::chrono::seconds(10))) {
-      fprintf(stderr, "aspfsd: %s: requests still being served after 10 s; detaching anyway\n", path.c_str());
+      fprintf(stderr, "aspfsd: %s: requests still being served after 10 s; stopping anyway\n", path.c_str());
     }
     server->fs()->FlushAll().IgnoreError();
-    server->Stop(true).IgnoreError();
+    server->Abandon();
+    fprintf(stderr,
+            "aspfsd: %s is in use: its data is committed; it stays mounted without a server (its users get "
+            "ENOTCONN) until `aspfs mount` or umount(8) clears it\n",
+            path.c_str());
     server.release();
   }
   mounts_.clear();

@@ -37,14 +37,6 @@ TempDir::~TempDir() {
 
 namespace {
 
-std::string Drain(int fd) {
-  std::string out;
-  char buf[65536];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, n);
-  return out;
-}
-
 bool SocketAnswers(const std::string& path) {
   int fd = socket(AF_UNIX, SOCK_STREAM, 0);
   sockaddr_un addr;
@@ -135,13 +127,13 @@ void Daemon::Start() {
   }
 }
 
-int Daemon::Stop() {
+int Daemon::Stop(bool leave_dead_mounts) {
   if (pid_ <= 0) return -1;
   kill(pid_, SIGTERM);
   int status = 0;
   waitpid(pid_, &status, 0);
   pid_ = -1;
-  DetachMounts();
+  if (!leave_dead_mounts) DetachMounts();
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 

@@ -39,8 +39,9 @@ class Daemon {
 
   // Starts aspfsd and returns once its control socket answers.
   void Start();
-  // SIGTERM; returns aspfsd's exit status.
-  int Stop();
+  // SIGTERM; returns aspfsd's exit status. Mounts it left in use stay
+  // (without a server) if leave_dead_mounts.
+  int Stop(bool leave_dead_mounts = false);
   // SIGKILL, then detaches the dead mounts it leaves behind (unless
   // leave_dead_mounts, to test that the next mount clears them itself).
   void Kill9(bool leave_dead_mounts = false);

@@ -778,8 +778,8 @@ TEST(DaemonTest, SigtermUnmountsAndCommits) {
 }
 
 TEST(DaemonTest, SigtermCommitsWhatAFileStillOpenHasWritten) {
-  // The mount is busy, so SIGTERM detaches it; what the open file wrote sits
-  // in the daemon's buffer, not yet committed.
+  // The mount is busy, so SIGTERM cannot unmount it; what the open file
+  // wrote sits in the daemon's buffer, not yet committed.
   TempDir tmp;
   Daemon daemon(tmp.path());
   daemon.Start();
@@ -788,9 +788,13 @@ TEST(DaemonTest, SigtermCommitsWhatAFileStillOpenHasWritten) {
   int fd = open((mnt + "/open").c_str(), O_CREAT | O_RDWR, 0644);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(static_cast<ssize_t>(data.size()), write(fd, data.data(), data.size()));
-  EXPECT_EQ(0, daemon.Stop());
-  EXPECT_FALSE(IsMounted(mnt));
+  EXPECT_EQ(0, daemon.Stop(/*leave_dead_mounts=*/true));
   EXPECT_EQ(-1, fsync(fd));  // the daemon is gone: an error, not a hang
+  // Still mounted, without a server: a user's path does not reach the
+  // directory under it (where a detached mount would let it write).
+  EXPECT_TRUE(IsMounted(mnt));
+  EXPECT_EQ(-1, mkdir((mnt + "/after-stop").c_str(), 0755));
+  EXPECT_EQ(ENOTCONN, errno);
   close(fd);
   daemon.Start();
   ASSERT_EQ(0, daemon.Cli({"mount", "busy", mnt}).exit_code);
