@@ -85,6 +85,9 @@ int Run(int argc, char** argv) {
     fprintf(stderr, "aspfsd: cannot create store directory %s: %s\n", store_dir.c_str(), ec.message().c_str());
     return 1;
   }
+  if (pid_t holder = Store::LockHolder(store_dir)) {
+    Log("store %s is held by process %d; waiting up to 10 s for it to let go", store_dir.c_str(), holder);
+  }
   auto store = Store::Open(store_dir);
   if (!store.ok()) {
     fprintf(stderr, "aspfsd: %s\n", store.status().ToString().c_str());

@@ -295,10 +295,7 @@ Store::~Store() {
   }
 }
 
-namespace {
-
-// The pid holding a write lock on dir/LOCK (RocksDB's), or 0 if none does.
-pid_t StoreLockHolder(const std::string& dir) {
+pid_t Store::LockHolder(const std::string& dir) {
   int fd = open((dir + "/LOCK").c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
   struct flock probe = {};
@@ -310,11 +307,9 @@ pid_t StoreLockHolder(const std::string& dir) {
   return holder;
 }
 
-}  // namespace
-
 Result<std::unique_ptr<Store>> Store::Open(const std::string& dir, std::chrono::milliseconds lock_wait) {
   const auto deadline = std::chrono::steady_clock::now() + lock_wait;
-  for (pid_t holder; (holder = StoreLockHolder(dir)) != 0;) {
+  for (pid_t holder; (holder = LockHolder(dir)) != 0;) {
     if (std::chrono::steady_clock::now() >= deadline) {
       return Error(Code::kBusy, "store " + dir + " is in use by process " + std::to_string(holder) +
                                     " (another aspfsd?)");

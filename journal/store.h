@@ -138,6 +138,8 @@ class Store {
   // kernel has aborted its mounts. Then kBusy, naming the holder.
   static Result<std::unique_ptr<Store>> Open(const std::string& dir,
                                              std::chrono::milliseconds lock_wait = std::chrono::seconds(10));
+  // The process holding the store at dir (RocksDB's lock), or 0.
+  static pid_t LockHolder(const std::string& dir);
   const std::string& dir() const { return dir_; }
 
   Result<Volume*> CreateVolume(const std::string& name, const VolumeCreateOptions& options);
