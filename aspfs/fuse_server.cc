@@ -97,26 +97,61 @@ ssize_t ReadRequest(int fd, void* buf, size_t len, void* userdata) {
   fuse_wire::Request r = fuse_wire::Parse(buf, static_cast<size_t>(n));
   t_kill_suidgid = r.kill_suidgid;
   t_tmpfile = r.is_tmpfile;
-  if (r.is_init) server->kernel_minor_ = r.kernel_minor;
-  if (r.is_init && r.offers_killpriv_v2) server->init_unique_ = r.unique;
+  if (r.is_init) {
+    server->kernel_minor_ = r.kernel_minor;
+    server->init_offers_killpriv_v2_ = r.offers_killpriv_v2;
+    server->init_offers_io_uring_ = r.offers_io_uring && server->options().io_uring;
+    server->init_unique_ = r.unique;
+  }
   errno = saved;
   return n;
 }
 
 ssize_t WriteReply(int fd, struct iovec* iov, int count, void* userdata) {
   auto* server = static_cast<FuseServer*>(userdata);
+  if (FuseRing::Reply(iov, count)) {
+    ssize_t size = 0;
+    for (int i = 0; i < count; ++i) size += static_cast<ssize_t>(iov[i].iov_len);
+    return size;
+  }
   uint64_t init = server->init_unique_.load();
   if (init != 0) {
-    if (auto init_out = fuse_wire::InitReplyWithKillPrivV2(iov, count, init)) {
+    fuse_wire::InitWants wants;
+    wants.killpriv_v2 = server->init_offers_killpriv_v2_;
+    wants.io_uring = server->init_offers_io_uring_;
+    if (auto init_out = fuse_wire::PatchInitReply(iov, count, init, wants)) {
       std::vector<struct iovec> patched(iov, iov + count);
       patched[1] = {init_out->data(), init_out->size()};
       server->init_unique_ = 0;
       ssize_t n = writev(fd, patched.data(), count);
-      if (n >= 0) server->killpriv_v2_ = true;
+      if (n >= 0 && wants.killpriv_v2) server->killpriv_v2_ = true;
+      // The kernel has set the connection up as it took the reply: ring
+      // entries may now be registered.
+      if (n >= 0 && wants.io_uring) server->StartRing(fd);
       return n;
     }
   }
   return writev(fd, iov, count);
+}
+
+// A request that came through io_uring, as its /dev/fuse message: served
+// as ReadRequest and libfuse's loop serve one read from /dev/fuse.
+void ServeRingRequest(FuseServer* server, fuse_session* se, char* message, size_t len) {
+  if (server->detached_ || !server->serving_mu_->try_lock_shared()) {
+    if (auto reply = fuse_wire::ErrorReplyTo(message, len, EIO)) {
+      struct iovec iov = {reply->data(), reply->size()};
+      FuseRing::Reply(&iov, 1);
+    }
+    return;
+  }
+  fuse_wire::Request r = fuse_wire::Parse(message, len);
+  t_kill_suidgid = r.kill_suidgid;
+  t_tmpfile = r.is_tmpfile;
+  fuse_buf buf = {};
+  buf.mem = message;
+  buf.size = len;
+  fuse_session_process_buf(se, &buf);
+  server->serving_mu_->unlock_shared();
 }
 
 std::vector<uint32_t> GroupsOf(fuse_req_t req);
@@ -598,6 +633,20 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Start(std::unique_ptr<VolumeFs> 
   return server;
 }
 
+void FuseServer::StartRing(int fuse_fd) {
+  fuse_session* se = session_;
+  auto ring = FuseRing::Start(fuse_fd, [this, se](char* message, size_t len) {
+    ServeRingRequest(this, se, message, len);
+  });
+  std::lock_guard<std::mutex> lock(ring_mu_);
+  ring_ = std::move(ring);
+}
+
+bool FuseServer::serves_through_io_uring() const {
+  std::lock_guard<std::mutex> lock(ring_mu_);
+  return ring_ && ring_->live_queues() > 0;
+}
+
 void FuseServer::InvalidateAttributes(uint64_t ino) {
   // Attributes only (negative offset): no page cache, no inode lock taken.
   fuse_lowlevel_notify_inval_inode(session_, ino, -1, 0);
@@ -646,6 +695,9 @@ void FuseServer::Abandon() {
   fuse_session_exit(session_);
   loop_.detach();
   session_ = nullptr;  // the detached loop still uses it
+  std::lock_guard<std::mutex> lock(ring_mu_);
+  if (ring_) ring_->Detach();
+  ring_.release();  // its threads still use it
 }
 
 void FuseServer::CountWriter(uint64_t ino, int delta) {
@@ -691,6 +743,11 @@ bool FuseServer::StopServing(std::chrono::milliseconds timeout) {
 
 void FuseServer::Join() {
   if (loop_.joinable()) loop_.join();
+  {
+    // Its queue threads end with the connection.
+    std::lock_guard<std::mutex> lock(ring_mu_);
+    ring_.reset();
+  }
   if (session_) {
     fuse_session_unmount(session_);
   }

@@ -16,6 +16,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "aspfs/fuse_ring.h"
 #include "aspfs/volume_fs.h"
 
 struct fuse_session;
@@ -26,6 +27,8 @@ struct FuseOptions {
   bool read_only = false;
   double entry_timeout = 10.0;
   double attr_timeout = 10.0;
+  // Serve through io_uring where the kernel offers it (aspfs/fuse_ring.h).
+  bool io_uring = true;
 };
 
 class FuseServer {
@@ -75,10 +78,17 @@ class FuseServer {
   // non-directories are refused there, so that overlayfs takes the origin
   // as unknown.
   bool decodes_file_handles_of_files() const { return kernel_minor_.load() < 44; }
+  // Whether requests come through io_uring (the kernel offered it, and
+  // every CPU's queue has served).
+  bool serves_through_io_uring() const;
   std::atomic<uint32_t> kernel_minor_{0};  // from the kernel's INIT
   // libfuse's custom I/O hooks (see fuse_server.cc).
   std::atomic<uint64_t> init_unique_{0};  // the INIT request, while its reply is due
+  std::atomic<bool> init_offers_killpriv_v2_{false};
+  std::atomic<bool> init_offers_io_uring_{false};
   std::atomic<bool> killpriv_v2_{false};
+  // Called once the kernel has taken an INIT reply asking for io_uring.
+  void StartRing(int fuse_fd);
   // A detached mount's loop may outlive the daemon's store: it stops
   // serving (requests fail with EIO, and with ENOTCONN once the daemon
   // exits).
@@ -100,6 +110,8 @@ class FuseServer {
   std::mutex ended_mu_;
   std::condition_variable ended_cv_;
   bool ended_ = false;  // GUARDED_BY(ended_mu_)
+  mutable std::mutex ring_mu_;
+  std::unique_ptr<FuseRing> ring_;  // GUARDED_BY(ring_mu_)
   std::mutex writers_mu_;
   std::unordered_map<uint64_t, int> writers_;  // GUARDED_BY(writers_mu_)
 };

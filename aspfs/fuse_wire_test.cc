@@ -87,25 +87,131 @@ TEST(FuseWireTest, TmpfileBecomesACreateAndIsMarked) {
   EXPECT_FALSE(Parse(msg.data(), msg.size()).is_tmpfile);
 }
 
-TEST(FuseWireTest, InitReplyGainsKillPrivV2OnlyForItsRequest) {
+TEST(FuseWireTest, InitReplyGainsWhatIsWantedOnlyForItsRequest) {
   fuse_out_header header = {};
   header.unique = 7;
   fuse_init_out out = {};
   out.major = 7;
   out.flags = FUSE_ASYNC_READ;
   struct iovec iov[2] = {{&header, sizeof header}, {&out, sizeof out}};
-  auto patched = InitReplyWithKillPrivV2(iov, 2, 7);
+  auto patched = PatchInitReply(iov, 2, 7, {.killpriv_v2 = true, .io_uring = false});
   ASSERT_TRUE(patched);
   ASSERT_EQ(sizeof out, patched->size());
   fuse_init_out result;
   memcpy(&result, patched->data(), sizeof result);
   EXPECT_EQ(uint32_t{FUSE_ASYNC_READ | FUSE_HANDLE_KILLPRIV_V2}, result.flags);
+  EXPECT_EQ(0u, result.flags2);
   EXPECT_EQ(7u, result.major);
-  EXPECT_FALSE(InitReplyWithKillPrivV2(iov, 2, 8));  // another request's reply
+
+  // FUSE_OVER_IO_URING is bit 41: bit 9 of flags2, which needs FUSE_INIT_EXT.
+  patched = PatchInitReply(iov, 2, 7, {.killpriv_v2 = false, .io_uring = true});
+  ASSERT_TRUE(patched);
+  memcpy(&result, patched->data(), sizeof result);
+  EXPECT_EQ(uint32_t{FUSE_ASYNC_READ | FUSE_INIT_EXT}, result.flags);
+  EXPECT_EQ(1u << 9, result.flags2);
+
+  EXPECT_FALSE(PatchInitReply(iov, 2, 8, {.killpriv_v2 = true}));  // another request's reply
   header.error = -EPROTO;
-  EXPECT_FALSE(InitReplyWithKillPrivV2(iov, 2, 7));  // a failed INIT
+  EXPECT_FALSE(PatchInitReply(iov, 2, 7, {.killpriv_v2 = true}));  // a failed INIT
   header.error = 0;
-  EXPECT_FALSE(InitReplyWithKillPrivV2(iov, 1, 7));
+  EXPECT_FALSE(PatchInitReply(iov, 1, 7, {.killpriv_v2 = true}));
+}
+
+TEST(FuseWireTest, InitOfferOfIoUringIsInFlags2) {
+  fuse_init_in init = {};
+  init.major = 7;
+  init.minor = 44;
+  init.flags = FUSE_INIT_EXT;
+  init.flags2 = 1u << 9;
+  std::string msg = Message(FUSE_INIT, 1, init);
+  EXPECT_TRUE(Parse(msg.data(), msg.size()).offers_io_uring);
+  init.flags = 0;  // flags2 means nothing without FUSE_INIT_EXT
+  msg = Message(FUSE_INIT, 1, init);
+  EXPECT_FALSE(Parse(msg.data(), msg.size()).offers_io_uring);
+  init.flags = FUSE_INIT_EXT;
+  init.flags2 = 1u << 8;
+  msg = Message(FUSE_INIT, 1, init);
+  EXPECT_FALSE(Parse(msg.data(), msg.size()).offers_io_uring);
+}
+
+// A ring entry as the kernel fills it: header area and payload buffer, with
+// room for the message before the payload.
+struct RingEntry {
+  char headers[kUringHeaderAreaSize] = {};
+  std::string buffer = std::string(kUringMessageRoom + 4096, '\xee');
+  char* payload() { return buffer.data() + kUringMessageRoom; }
+  size_t capacity() const { return 4096; }
+
+  template <typename T>
+  void Fill(uint32_t opcode, uint64_t unique, const T* arg, const std::string& rest) {
+    fuse_in_header in = {};
+    in.opcode = opcode;
+    in.unique = unique;
+    in.nodeid = 5;
+    memcpy(headers, &in, sizeof in);
+    if (arg) memcpy(headers + kUringOpInOffset, arg, sizeof *arg);
+    memcpy(payload(), rest.data(), rest.size());
+    uint64_t commit_id = unique;
+    uint32_t payload_sz = static_cast<uint32_t>(rest.size());
+    memcpy(headers + kUringEntInOutOffset + 8, &commit_id, sizeof commit_id);
+    memcpy(headers + kUringEntInOutOffset + 16, &payload_sz, sizeof payload_sz);
+  }
+};
+
+TEST(FuseWireTest, UringRequestBecomesTheMessageDevFuseWouldHaveSent) {
+  RingEntry entry;
+  fuse_write_in write = {};
+  write.offset = 4096;
+  write.size = 5;
+  entry.Fill(FUSE_WRITE, 9, &write, "hello");
+  auto message = UringRequestToMessage(entry.headers, entry.payload(), entry.capacity());
+  ASSERT_TRUE(message);
+  std::string expected = Message(FUSE_WRITE, 9, write) + "hello";
+  fuse_in_header header;
+  memcpy(&header, expected.data(), sizeof header);
+  header.nodeid = 5;
+  header.len = static_cast<uint32_t>(expected.size());
+  memcpy(expected.data(), &header, sizeof header);
+  EXPECT_EQ(expected, std::string(message->data, message->len));
+  EXPECT_EQ(entry.payload() + 5, message->data + message->len);  // in place: the payload is not copied
+  EXPECT_EQ(9u, message->commit_id);
+
+  // A lookup's first argument is empty: the name is all of the payload.
+  RingEntry lookup;
+  lookup.Fill<int>(FUSE_LOOKUP, 10, nullptr, std::string("name\0", 5));
+  message = UringRequestToMessage(lookup.headers, lookup.payload(), lookup.capacity());
+  ASSERT_TRUE(message);
+  ASSERT_EQ(sizeof header + 5, message->len);
+  memcpy(&header, message->data, sizeof header);
+  EXPECT_EQ(sizeof header + 5, header.len);
+  EXPECT_EQ(uint32_t{FUSE_LOOKUP}, header.opcode);
+  EXPECT_STREQ("name", message->data + sizeof header);
+
+  // An opcode libfuse 3.14 does not serve, or a payload size over the
+  // buffer, is refused.
+  RingEntry statx;
+  statx.Fill<int>(52, 11, nullptr, "");
+  EXPECT_FALSE(UringRequestToMessage(statx.headers, statx.payload(), statx.capacity()));
+  EXPECT_FALSE(UringRequestToMessage(entry.headers, entry.payload(), 4));
+}
+
+TEST(FuseWireTest, ReplyGoesToTheRingEntrysHeaderAndPayload) {
+  RingEntry entry;
+  fuse_out_header out = {};
+  out.unique = 12;
+  out.len = sizeof out + 7;
+  char part1[] = "abc";
+  char part2[] = "defg";
+  struct iovec iov[3] = {{&out, sizeof out}, {part1, 3}, {part2, 4}};
+  EXPECT_EQ(12u, UniqueOfReply(iov, 3));
+  ASSERT_TRUE(ReplyToUring(iov, 3, entry.headers, entry.payload(), entry.capacity()));
+  EXPECT_EQ(0, memcmp(entry.headers, &out, sizeof out));
+  EXPECT_EQ("abcdefg", std::string(entry.payload(), 7));
+  uint32_t payload_sz;
+  memcpy(&payload_sz, entry.headers + kUringEntInOutOffset + 16, sizeof payload_sz);
+  EXPECT_EQ(7u, payload_sz);
+  EXPECT_FALSE(ReplyToUring(iov, 3, entry.headers, entry.payload(), 6));  // does not fit
+  EXPECT_FALSE(ReplyToUring(iov + 1, 2, entry.headers, entry.payload(), entry.capacity()));  // no header
 }
 
 TEST(FuseWireTest, ErrorRepliesNameTheirRequestAndSkipThoseWithoutReplies) {

@@ -56,6 +56,7 @@ json InfoJson(rpc::VolumeInfo::Reader v) {
   if (v.getMountpoint().size() > 0) {
     j["mountpoint"] = v.getMountpoint().cStr();
     j["read_only"] = v.getReadOnly();
+    j["fuse_transport"] = v.getFuseTransport().cStr();
   }
   return j;
 }
@@ -71,7 +72,8 @@ void PrintInfo(rpc::VolumeInfo::Reader v) {
          limit(v.getQuotaInodes(), false).c_str());
   printf("created:     %s\n", HumanTime(v.getCreatedNs()).c_str());
   if (v.getMountpoint().size() > 0) {
-    printf("mounted:     %s%s\n", v.getMountpoint().cStr(), v.getReadOnly() ? " (read-only)" : "");
+    printf("mounted:     %s%s, through %s\n", v.getMountpoint().cStr(), v.getReadOnly() ? " (read-only)" : "",
+           v.getFuseTransport().cStr());
   } else {
     printf("mounted:     no\n");
   }

@@ -19,6 +19,7 @@ struct VolumeInfo {
   createdNs @9 :Int64;
   mountpoint @10 :Text;   # empty when not mounted
   readOnly @11 :Bool;
+  fuseTransport @12 :Text;  # how the kernel's requests reach the mount: "io_uring" or "/dev/fuse"
 }
 
 # What `volume verify` found in a consistent volume (journal/check.h).

@@ -4,7 +4,7 @@
 
 #include <fstream>
 
-#include "daemon/log.h"
+#include "aspfs/log.h"
 #include "journal/txn.h"
 
 namespace aspfs {
@@ -57,6 +57,7 @@ Status ControlImpl::FillInfo(Volume* vol, rpc::VolumeInfo::Builder out) {
   if (auto mount = mounts_->FindVolume(summary->name)) {
     out.setMountpoint(mount->dir);
     out.setReadOnly(mount->read_only);
+    out.setFuseTransport(mount->io_uring ? "io_uring" : "/dev/fuse");
   }
   return Status::Ok();
 }

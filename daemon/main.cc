@@ -16,7 +16,7 @@
 #include <filesystem>
 
 #include "daemon/control_server.h"
-#include "daemon/log.h"
+#include "aspfs/log.h"
 
 namespace aspfs {
 namespace {
@@ -36,6 +36,18 @@ bool SocketAnswers(const std::string& path) {
   return ok;
 }
 
+// What aspfsd's log says at start about FUSE over io_uring.
+std::string FuseIoUringState(bool wanted) {
+  if (!wanted) return "off (--fuse-io-uring off)";
+  char value = 'N';
+  FILE* f = fopen("/sys/module/fuse/parameters/enable_uring", "re");
+  if (!f) return "not in this kernel (Linux 6.14+ with CONFIG_FUSE_IO_URING); serving through /dev/fuse";
+  value = static_cast<char>(fgetc(f));
+  fclose(f);
+  if (value != 'Y') return "off in the kernel (echo Y >/sys/module/fuse/parameters/enable_uring); serving through /dev/fuse";
+  return "on";
+}
+
 int Run(int argc, char** argv) {
   CLI::App app{
       "aspfsd - the ASPFS node daemon.\n\n"
@@ -45,6 +57,7 @@ int Run(int argc, char** argv) {
       "aspfsd"};
   std::string store_dir, listen, node, socket_path = kDefaultSocket, join, metrics;
   bool control_center = false;
+  std::string fuse_io_uring = "auto";
   app.add_option("--store", store_dir, "Directory of the node's store (created if missing)")->required();
   app.add_option("--listen", listen, "HOST:PORT for peers (replication, control center; reserved, not served yet)");
   app.add_option("--node", node, "This node's name (default: the host name)");
@@ -52,6 +65,12 @@ int Run(int argc, char** argv) {
   app.add_flag("--control-center", control_center, "Run the embedded control center (the single-node default)");
   app.add_option("--join", join, "HOST:PORT of a control center to join (not available yet)");
   app.add_option("--metrics", metrics, "HOST:PORT for the metrics endpoint (not available yet)");
+  app.add_option("--fuse-io-uring", fuse_io_uring,
+                 "auto: serve mounts through FUSE over io_uring where the kernel offers it (Linux 6.14+ with\n"
+                 "the fuse module's enable_uring parameter on: echo Y >/sys/module/fuse/parameters/enable_uring;\n"
+                 "about twice the metadata operations per second); off: through /dev/fuse only")
+      ->check(CLI::IsMember({"auto", "off"}))
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -103,7 +122,8 @@ int Run(int argc, char** argv) {
   unlink(socket_path.c_str());
 
   auto io = kj::setupAsyncIo();
-  MountTable mounts(store->get());
+  MountTable mounts(store->get(), fuse_io_uring == "auto");
+  Log("FUSE over io_uring: %s", FuseIoUringState(fuse_io_uring == "auto").c_str());
   capnp::TwoPartyServer server(
       kj::heap<ControlImpl>(store->get(), &mounts, NodeIdentity{node, store_dir, std::chrono::steady_clock::now()}));
   kj::Own<kj::ConnectionReceiver> listener;

@@ -3,6 +3,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <climits>
@@ -12,7 +13,7 @@
 
 namespace aspfs {
 
-MountTable::MountTable(Store* store) : store_(store) {
+MountTable::MountTable(Store* store, bool fuse_io_uring) : store_(store), fuse_io_uring_(fuse_io_uring) {
   flusher_ = std::make_unique<GroupCommitFlusher>(std::chrono::milliseconds(500), [this] { FlushOnTimer(); });
 }
 
@@ -56,14 +57,32 @@ void MountTable::FlushVolume(const std::string& volume) {
   if (it != volume_dirs_.end()) mounts_[it->second]->fs()->FlushAll().IgnoreError();
 }
 
+namespace {
+
+// Whether dir is a FUSE mount whose daemon is gone. statfs always asks the
+// daemon; a stat may be answered from cached attributes. For some
+// milliseconds after the daemon's death, while the kernel tears down its
+// io_uring queues, requests fail with ECANCELED or ECONNABORTED rather
+// than ENOTCONN.
+bool IsDeadMount(const std::string& dir) {
+  struct statfs st;
+  for (int dying = 0; dying < 1000; ++dying) {
+    if (statfs(dir.c_str(), &st) == 0) return false;
+    if (errno == ENOTCONN) return true;
+    if (errno != ECANCELED && errno != ECONNABORTED) return false;
+    usleep(1000);
+  }
+  return true;
+}
+
+}  // namespace
+
 Status MountTable::Mount(const std::string& volume, const std::string& dir, bool read_only) {
   char resolved[PATH_MAX];
   // A dead FUSE mount left by a daemon that was killed: clear it away (each
   // of them, should kills and remounts have stacked several), or the new
-  // mount would go on top and the dead one stay behind it. statfs always
-  // asks the daemon; a stat may be answered from cached attributes.
-  struct statfs before;
-  for (int dead = 0; dead < 16 && statfs(dir.c_str(), &before) != 0 && errno == ENOTCONN; ++dead) {
+  // mount would go on top and the dead one stay behind it.
+  for (int dead = 0; dead < 16 && IsDeadMount(dir); ++dead) {
     if (umount2(dir.c_str(), MNT_DETACH) != 0) break;
   }
   if (!realpath(dir.c_str(), resolved)) return Error(Code::kNotFound, "mount point " + dir + ": " + strerror(errno));
@@ -93,6 +112,7 @@ Status MountTable::Mount(const std::string& volume, const std::string& dir, bool
   if (!read_only) ASPFS_RETURN_IF_ERROR(fs->PurgeOrphans().Context("mount " + volume));
   FuseOptions options;
   options.read_only = read_only;
+  options.io_uring = fuse_io_uring_;
   auto server = FuseServer::Start(std::move(fs), path, options);
   if (!server.ok()) return server.status();
   mounts_[path] = std::move(*server);
@@ -152,12 +172,20 @@ void MountTable::UnmountAll() {
   store_->Sync().IgnoreError();
 }
 
+namespace {
+
+MountInfo InfoOf(const std::string& dir, const FuseServer& server) {
+  return MountInfo{server.fs()->volume()->name(), dir, server.options().read_only, server.serves_through_io_uring()};
+}
+
+}  // namespace
+
 std::vector<MountInfo> MountTable::List() {
   std::lock_guard<std::mutex> lock(mu_);
   ReapEndedLocked();
   std::vector<MountInfo> out;
   for (auto& [path, server] : mounts_) {
-    out.push_back(MountInfo{server->fs()->volume()->name(), path, server->options().read_only});
+    out.push_back(InfoOf(path, *server));
   }
   return out;
 }
@@ -167,7 +195,7 @@ std::optional<MountInfo> MountTable::FindVolume(const std::string& volume) {
   ReapEndedLocked();
   auto it = volume_dirs_.find(volume);
   if (it == volume_dirs_.end()) return std::nullopt;
-  return MountInfo{volume, it->second, mounts_[it->second]->options().read_only};
+  return InfoOf(it->second, *mounts_[it->second]);
 }
 
 }  // namespace aspfs

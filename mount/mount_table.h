@@ -23,11 +23,13 @@ struct MountInfo {
   std::string volume;
   std::string dir;
   bool read_only = false;
+  bool io_uring = false;  // requests come through FUSE over io_uring
 };
 
 class MountTable {
  public:
-  explicit MountTable(Store* store);
+  // fuse_io_uring: serve mounts through io_uring where the kernel offers it.
+  explicit MountTable(Store* store, bool fuse_io_uring = true);
   ~MountTable() { UnmountAll(); }
 
   Status Mount(const std::string& volume, const std::string& dir, bool read_only);
@@ -48,6 +50,7 @@ class MountTable {
   // Drops the mount's record and its volume's; returns the next. REQUIRES(mu_)
   MountMap::iterator EraseLocked(MountMap::iterator it);
   Store* store_;
+  bool fuse_io_uring_;
   std::mutex mu_;
   MountMap mounts_;  // by dir; GUARDED_BY(mu_)
   std::map<std::string, std::string> volume_dirs_;              // volume -> dir; GUARDED_BY(mu_)

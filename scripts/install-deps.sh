@@ -6,7 +6,7 @@ packages=(
   libfuse3-dev fuse3
   librocksdb-dev
   capnproto libcapnp-dev
-  libasio-dev libxxhash-dev libzstd-dev libjemalloc-dev
+  libasio-dev libxxhash-dev libzstd-dev libjemalloc-dev liburing-dev
   googletest libgtest-dev
   libcli11-dev nlohmann-json3-dev
 )

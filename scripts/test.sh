@@ -6,4 +6,22 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
 cd build
-ctest --output-on-failure -j2 --timeout 900
+run() { ctest --output-on-failure -j2 --timeout 900 "$@"; }
+# FUSE over io_uring (Linux 6.14+) is off in the fuse module unless its
+# enable_uring parameter is on. Where the kernel has it, every test runs
+# with it on (mounts served through io_uring), then the FUSE tests run again
+# with it off (through /dev/fuse); the parameter is put back after.
+param=/sys/module/fuse/parameters/enable_uring
+if [[ -w $param ]]; then
+  was=$(cat "$param")
+  trap 'echo "$was" >"$param"' EXIT
+  echo Y >"$param"
+  echo "== all tests, FUSE over io_uring" >&2
+  run
+  echo N >"$param"
+  echo "== FUSE tests again, through /dev/fuse" >&2
+  run -R '^(cli|posix|crash|bad_input|differential)_test$'
+else
+  echo "== all tests, through /dev/fuse (this kernel has no FUSE over io_uring)" >&2
+  run
+fi

@@ -101,16 +101,20 @@ Daemon::~Daemon() {
   DetachMounts();
 }
 
-void Daemon::Start() {
+void Daemon::Start(const std::vector<std::string>& extra_args) {
   ASSERT_LE(pid_, 0) << "daemon already running";
+  std::string bin = BinDir() + "/aspfsd";
+  std::vector<std::string> args = {bin, "--store", store_, "--socket", socket_, "--node", "test"};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   pid_ = fork();
   if (pid_ == 0) {
     int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     dup2(fd, 1);
     dup2(fd, 2);
-    std::string bin = BinDir() + "/aspfsd";
-    execl(bin.c_str(), bin.c_str(), "--store", store_.c_str(), "--socket", socket_.c_str(), "--node", "test",
-          static_cast<char*>(nullptr));
+    execv(bin.c_str(), argv.data());
     _exit(127);
   }
   // Poll the real condition (the socket answers), bounded so a daemon that

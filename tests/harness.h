@@ -37,8 +37,9 @@ class Daemon {
   explicit Daemon(const std::string& root);
   ~Daemon();
 
-  // Starts aspfsd and returns once its control socket answers.
-  void Start();
+  // Starts aspfsd (with extra_args) and returns once its control socket
+  // answers.
+  void Start(const std::vector<std::string>& extra_args = {});
   // SIGTERM; returns aspfsd's exit status. Mounts it left in use stay
   // (without a server) if leave_dead_mounts.
   int Stop(bool leave_dead_mounts = false);
