@@ -518,6 +518,8 @@ class AspfsDaemon:
     def start(self, timeout=60):
         os.makedirs(self.store, exist_ok=True)
         cmd = [self.aspfsd, "--store", self.store, "--socket", self.socket]
+        if "--fuse-io-uring" in daemon_help(self.aspfsd):
+            cmd += ["--fuse-io-uring", self.ctx.args.fuse_io_uring]
         if any("--listen" in line and "REQUIRED" in line
                for line in daemon_help(self.aspfsd).splitlines()):
             cmd += ["--listen", "127.0.0.1:%d" % free_port()]
@@ -609,6 +611,12 @@ class Aspfs(Target):
 
     def teardown(self):
         if self.mounted and self.daemon.alive() and not self.dead:
+            try:
+                info = json.loads(self.daemon.cli("volume", "info", "bench", "--json"))
+                self.ctx.notes.append("ASPFS's mount was served through %s." % info.get(
+                    "fuse_transport", "/dev/fuse (this aspfsd predates FUSE over io_uring)"))
+            except (BenchError, ValueError) as e:
+                self.ctx.error("aspfs", "volume info", "-", e, self.daemon.log)
             try:
                 self.daemon.cli("umount", self.root, timeout=300)
             except BenchError as e:
@@ -1150,6 +1158,11 @@ def parse_args(argv):
                    help="small sizes, one run: a routine check in < 3 minutes")
     p.add_argument("--runs", type=int, help="runs per figure (median) of "
                    "every section; default 3, --quick 1 (metadata: 3)")
+    p.add_argument("--fuse-io-uring", choices=("auto", "off"), default="auto",
+                   help="aspfsd's --fuse-io-uring: auto serves through FUSE over "
+                        "io_uring where the kernel offers it (bench/run turns the "
+                        "fuse module's enable_uring on for the run); off, through "
+                        "/dev/fuse")
     p.add_argument("--targets", default="native,passthrough,passthrough_perm,aspfs",
                    help="comma list of native, passthrough, passthrough_perm "
                    "(passthrough_ll -o default_permissions, metadata only), aspfs")

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -105,6 +106,11 @@ void Daemon::Start(const std::vector<std::string>& extra_args) {
   ASSERT_LE(pid_, 0) << "daemon already running";
   std::string bin = BinDir() + "/aspfsd";
   std::vector<std::string> args = {bin, "--store", store_, "--socket", socket_, "--node", "test"};
+  // scripts/test.sh runs the FUSE tests a second time through /dev/fuse.
+  const char* transport = getenv("ASPFS_TEST_FUSE_IO_URING");
+  if (transport && std::find(extra_args.begin(), extra_args.end(), "--fuse-io-uring") == extra_args.end()) {
+    args.insert(args.end(), {"--fuse-io-uring", transport});
+  }
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
