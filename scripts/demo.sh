@@ -20,6 +20,9 @@ fi
 
 scripts/install-deps.sh
 scripts/build.sh
+# A node setting (README): FUSE over io_uring where the kernel has it.
+uring=/sys/module/fuse/parameters/enable_uring
+[[ ! -w $uring ]] || echo Y >"$uring"
 mkdir -p "$root/mnt"
 if ! "$aspfs" status >/dev/null 2>&1; then
   nohup build/aspfsd --store "$root/store" --socket "$ASPFS_SOCKET" >"$root/aspfsd.log" 2>&1 &
@@ -36,6 +39,7 @@ cat "$root/mnt/etc/motd"
 ls -l "$root/mnt/etc"
 df -h "$root/mnt"
 "$aspfs" status
+"$aspfs" volume info ve101
 "$aspfs" journal dump ve101 --limit 4
 echo
 echo "volume ve101 is mounted at $root/mnt (daemon log: $root/aspfsd.log); stop with: scripts/demo.sh stop"
