@@ -7,6 +7,7 @@
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -42,28 +43,29 @@ constexpr size_t kPage = 4096;
 // Marks the completion of the read of the queue's eventfd.
 constexpr uint64_t kEventTag = 1;
 
-// The CPUs the kernel keeps a queue for: every possible CPU.
-int PossibleCpus() {
-  FILE* f = fopen("/sys/devices/system/cpu/possible", "re");
-  int last = -1;
-  if (f) {
-    char line[256];
-    if (fgets(line, sizeof line, f)) {
-      // "0-3" or "0,2-5": the number after the last separator is the highest.
-      const char* p = line + strlen(line);
-      while (p > line && (p[-1] < '0' || p[-1] > '9')) --p;
-      while (p > line && p[-1] >= '0' && p[-1] <= '9') --p;
-      last = atoi(p);
+// A CPU list file of /sys/devices/system/cpu ("0-3,8,10-11").
+std::vector<int> ReadCpuList(const char* path) {
+  std::vector<int> cpus;
+  FILE* f = fopen(path, "re");
+  if (!f) return cpus;
+  char line[4096];
+  if (fgets(line, sizeof line, f)) {
+    for (char* range = strtok(line, ",\n"); range; range = strtok(nullptr, ",\n")) {
+      int first = 0, last = 0;
+      int n = sscanf(range, "%d-%d", &first, &last);
+      if (n == 1) last = first;
+      for (int cpu = first; n >= 1 && cpu <= last && cpu < 65536; ++cpu) cpus.push_back(cpu);
     }
-    fclose(f);
   }
-  return last >= 0 ? last + 1 : get_nprocs_conf();
+  fclose(f);
+  return cpus;
 }
 
 }  // namespace
 
 struct Entry {
   FuseRing::Queue* queue = nullptr;
+  int qid = 0;  // the kernel's queue it belongs to
   char* mapping = nullptr;  // headers at the start, payload one page on
   char* headers = nullptr;
   char* payload = nullptr;
@@ -118,7 +120,7 @@ void PrepareCommand(io_uring_sqe* sqe, FuseRing::Queue* q, Entry* e, uint32_t co
     sqe->len = 2;
   }
   auto* area = reinterpret_cast<CommandArea*>(sqe->cmd);
-  area->qid = static_cast<uint16_t>(q->qid);
+  area->qid = static_cast<uint16_t>(e->qid);
   area->commit_id = e->commit_id;
   io_uring_sqe_set_data64(sqe, reinterpret_cast<uint64_t>(e));
 }
@@ -285,30 +287,47 @@ void RunQueue(FuseRing::Queue* q, std::promise<bool> set_up) {
 
 std::unique_ptr<FuseRing> FuseRing::Start(int fuse_fd, Serve serve) {
   std::unique_ptr<FuseRing> ring(new FuseRing());
-  int cpus = PossibleCpus();
-  std::vector<std::future<bool>> set_up;
-  for (int qid = 0; qid < cpus; ++qid) {
+  // The kernel keeps a queue for every possible CPU, and the ring serves
+  // once each has an entry. A thread per online CPU serves its CPU's queue;
+  // the first also holds one entry of each CPU that is not online.
+  std::vector<int> possible = ReadCpuList("/sys/devices/system/cpu/possible");
+  std::vector<int> online = ReadCpuList("/sys/devices/system/cpu/online");
+  if (possible.empty()) {
+    for (int cpu = 0; cpu < get_nprocs_conf(); ++cpu) possible.push_back(cpu);
+  }
+  if (online.empty()) online = possible;
+  auto add_entry = [](Queue* q, int qid) {
+    auto e = std::make_unique<Entry>();
+    e->queue = q;
+    e->qid = qid;
+    void* mapping =
+        mmap(nullptr, kPage + kPayloadCapacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mapping == MAP_FAILED) return false;
+    e->mapping = static_cast<char*>(mapping);
+    e->headers = e->mapping;
+    e->payload = e->mapping + kPage;  // with the room for a message's header and argument before it
+    static_assert(fuse_wire::kUringHeaderAreaSize + fuse_wire::kUringMessageRoom <= kPage);
+    e->iov[0] = {e->headers, fuse_wire::kUringHeaderAreaSize};
+    e->iov[1] = {e->payload, kPayloadCapacity};
+    q->entries.push_back(std::move(e));
+    return true;
+  };
+  for (int cpu : online) {
     auto q = std::make_unique<Queue>();
-    q->qid = qid;
+    q->qid = cpu;
     q->fuse_fd = fuse_fd;
     q->serve = serve;
     q->live_queues = &ring->live_queues_;
     for (int i = 0; i < kEntriesPerQueue; ++i) {
-      auto e = std::make_unique<Entry>();
-      e->queue = q.get();
-      void* mapping = mmap(nullptr, kPage + kPayloadCapacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                           -1, 0);
-      if (mapping == MAP_FAILED) return nullptr;
-      e->mapping = static_cast<char*>(mapping);
-      e->headers = e->mapping;
-      e->payload = e->mapping + kPage;  // with the room for a message's header and argument before it
-      static_assert(fuse_wire::kUringHeaderAreaSize + fuse_wire::kUringMessageRoom <= kPage);
-      e->iov[0] = {e->headers, fuse_wire::kUringHeaderAreaSize};
-      e->iov[1] = {e->payload, kPayloadCapacity};
-      q->entries.push_back(std::move(e));
+      if (!add_entry(q.get(), cpu)) return nullptr;
     }
     ring->queues_.push_back(std::move(q));
   }
+  for (int cpu : possible) {
+    if (std::find(online.begin(), online.end(), cpu) != online.end()) continue;
+    if (!add_entry(ring->queues_.front().get(), cpu)) return nullptr;
+  }
+  std::vector<std::future<bool>> set_up;
   for (auto& q : ring->queues_) {
     std::promise<bool> promise;
     set_up.push_back(promise.get_future());
