@@ -33,9 +33,12 @@ struct CommandArea {  // struct fuse_uring_cmd_req
   uint8_t padding[6];
 };
 
-// Entries per queue: one serves while others carry requests handed aside
-// (fsync) or wait for the queue thread.
+// Entries a queue starts with: one serves while others carry requests
+// handed aside (fsync) or wait for the queue thread. A queue gets another
+// entry whenever all but one are held by requests served aside (see
+// Dispatch), up to the most a queue may have.
 constexpr int kEntriesPerQueue = 4;
+constexpr int kMostEntriesPerQueue = 64;
 // The kernel's largest payload: max_write (1 MiB, see OpInit) or max_pages
 // pages, whichever is more; a page more for safety.
 constexpr size_t kPayloadCapacity = (size_t{1} << 20) + 4096;
@@ -87,7 +90,12 @@ struct FuseRing::Queue {
   uint64_t event_value = 0;
   std::mutex done_mu;
   std::vector<Entry*> done;  // GUARDED_BY(done_mu): served aside, to commit
-  int aside = 0;             // entries being served aside; queue thread only
+  // Queue thread only: entries the kernel has not failed, and of those of
+  // this CPU's queue, all and those being served aside.
+  int live = 0;
+  int own_live = 0;
+  int own_aside = 0;
+  int aside = 0;  // entries of any queue being served aside
   std::vector<std::unique_ptr<Entry>> entries;
   std::thread thread;
 
@@ -103,6 +111,23 @@ struct FuseRing::Queue {
 namespace {
 
 thread_local Entry* t_entry = nullptr;  // the ring request this thread serves
+
+// A new entry of the kernel's queue qid, served by q's thread.
+Entry* NewEntry(FuseRing::Queue* q, int qid) {
+  void* mapping = mmap(nullptr, kPage + kPayloadCapacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mapping == MAP_FAILED) return nullptr;
+  auto e = std::make_unique<Entry>();
+  e->queue = q;
+  e->qid = qid;
+  e->mapping = static_cast<char*>(mapping);
+  e->headers = e->mapping;
+  e->payload = e->mapping + kPage;  // with the room for a message's header and argument before it
+  static_assert(fuse_wire::kUringHeaderAreaSize + fuse_wire::kUringMessageRoom <= kPage);
+  e->iov[0] = {e->headers, fuse_wire::kUringHeaderAreaSize};
+  e->iov[1] = {e->payload, kPayloadCapacity};
+  q->entries.push_back(std::move(e));
+  return q->entries.back().get();
+}
 
 void PrepareCommand(io_uring_sqe* sqe, FuseRing::Queue* q, Entry* e, uint32_t command) {
   // A 128-byte SQE (the command area runs 80 bytes from sqe->cmd), which
@@ -138,6 +163,16 @@ void Commit(FuseRing::Queue* q, Entry* e) {
   PrepareCommand(sqe, q, e, kCommitAndFetch);
   e->state = Entry::State::kInKernel;
   io_uring_submit(&q->ring);
+}
+
+// Gives a new entry to the kernel (the queue thread, before its loop or in
+// it).
+void Register(FuseRing::Queue* q, Entry* e) {
+  io_uring_sqe* sqe = io_uring_get_sqe(&q->ring);
+  if (!sqe) return;
+  PrepareCommand(sqe, q, e, kRegister);
+  ++q->live;
+  if (e->qid == q->qid) ++q->own_live;
 }
 
 void ArmEvent(FuseRing::Queue* q) {
@@ -181,6 +216,14 @@ void Dispatch(FuseRing::Queue* q, Entry* e) {
   e->commit_id = message->commit_id;
   if (fuse_wire::ServedAside(message->opcode)) {
     ++q->aside;
+    // The queue keeps an entry that no request served aside holds, for the
+    // requests that do not wait (as /dev/fuse's loop starts threads).
+    if (e->qid == q->qid && ++q->own_aside >= q->own_live && q->own_live < kMostEntriesPerQueue) {
+      if (Entry* more = NewEntry(q, q->qid)) {
+        Register(q, more);
+        io_uring_submit(&q->ring);
+      }
+    }
     std::thread([q, e, m = *message] {
       ServeEntry(q, e, m);
       {
@@ -204,6 +247,7 @@ void CommitServedAside(FuseRing::Queue* q) {
   }
   for (Entry* e : done) {
     --q->aside;
+    if (e->qid == q->qid) --q->own_aside;
     Commit(q, e);
   }
 }
@@ -219,11 +263,15 @@ void RunQueue(FuseRing::Queue* q, std::promise<bool> set_up) {
   // completions, never interrupting it while it serves.
   io_uring_params params = {};
   params.flags = IORING_SETUP_SQE128 | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+  // Every entry's command may complete before the thread looks.
+  params.flags |= IORING_SETUP_CQSIZE;
+  params.cq_entries = 1024;
   unsigned depth = kEntriesPerQueue + 2;
   int rc = io_uring_queue_init_params(depth, &q->ring, &params);
   if (rc == -EINVAL) {
     params = {};
-    params.flags = IORING_SETUP_SQE128;
+    params.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQSIZE;
+    params.cq_entries = 1024;
     rc = io_uring_queue_init_params(depth, &q->ring, &params);
   }
   q->event_fd = eventfd(0, EFD_CLOEXEC);
@@ -233,18 +281,18 @@ void RunQueue(FuseRing::Queue* q, std::promise<bool> set_up) {
     return;
   }
   q->ring_ready = true;
-  for (auto& e : q->entries) {
-    io_uring_sqe* sqe = io_uring_get_sqe(&q->ring);
-    PrepareCommand(sqe, q, e.get(), kRegister);
+  std::vector<Entry*> initial;
+  for (auto& e : q->entries) initial.push_back(e.get());
+  for (Entry* e : initial) {
+    Register(q, e);
+    io_uring_submit(&q->ring);  // the ring has room for a few at a time
   }
-  io_uring_submit(&q->ring);
   ArmEvent(q);
   set_up.set_value(true);
 
-  int live = static_cast<int>(q->entries.size());
   bool counted = false;
   int first_error = 0;
-  while (live > 0 || q->aside > 0) {
+  while (q->live > 0 || q->aside > 0) {
     io_uring_cqe* cqe;
     rc = io_uring_wait_cqe(&q->ring, &cqe);
     if (rc == -EINTR) continue;
@@ -268,7 +316,8 @@ void RunQueue(FuseRing::Queue* q, std::promise<bool> set_up) {
         if (!first_error) first_error = -cqe->res;
         if (e->state != Entry::State::kDead) {
           e->state = Entry::State::kDead;
-          --live;
+          --q->live;
+          if (e->qid == q->qid) --q->own_live;
         }
         continue;
       }
@@ -296,22 +345,6 @@ std::unique_ptr<FuseRing> FuseRing::Start(int fuse_fd, Serve serve) {
     for (int cpu = 0; cpu < get_nprocs_conf(); ++cpu) possible.push_back(cpu);
   }
   if (online.empty()) online = possible;
-  auto add_entry = [](Queue* q, int qid) {
-    auto e = std::make_unique<Entry>();
-    e->queue = q;
-    e->qid = qid;
-    void* mapping =
-        mmap(nullptr, kPage + kPayloadCapacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mapping == MAP_FAILED) return false;
-    e->mapping = static_cast<char*>(mapping);
-    e->headers = e->mapping;
-    e->payload = e->mapping + kPage;  // with the room for a message's header and argument before it
-    static_assert(fuse_wire::kUringHeaderAreaSize + fuse_wire::kUringMessageRoom <= kPage);
-    e->iov[0] = {e->headers, fuse_wire::kUringHeaderAreaSize};
-    e->iov[1] = {e->payload, kPayloadCapacity};
-    q->entries.push_back(std::move(e));
-    return true;
-  };
   for (int cpu : online) {
     auto q = std::make_unique<Queue>();
     q->qid = cpu;
@@ -319,13 +352,13 @@ std::unique_ptr<FuseRing> FuseRing::Start(int fuse_fd, Serve serve) {
     q->serve = serve;
     q->live_queues = &ring->live_queues_;
     for (int i = 0; i < kEntriesPerQueue; ++i) {
-      if (!add_entry(q.get(), cpu)) return nullptr;
+      if (!NewEntry(q.get(), cpu)) return nullptr;
     }
     ring->queues_.push_back(std::move(q));
   }
   for (int cpu : possible) {
     if (std::find(online.begin(), online.end(), cpu) != online.end()) continue;
-    if (!add_entry(ring->queues_.front().get(), cpu)) return nullptr;
+    if (!NewEntry(ring->queues_.front().get(), cpu)) return nullptr;
   }
   std::vector<std::future<bool>> set_up;
   for (auto& q : ring->queues_) {
@@ -355,6 +388,8 @@ void FuseRing::Detach() {
     q.release();  // its thread still uses it
   }
 }
+
+bool FuseRing::Serving() { return t_entry != nullptr; }
 
 bool FuseRing::Reply(const struct iovec* iov, int count) {
   Entry* e = t_entry;

@@ -34,6 +34,8 @@ class FuseRing {
   // If this thread is serving a ring request and iov is its reply, puts the
   // reply in the request's ring entry and returns true.
   static bool Reply(const struct iovec* iov, int count);
+  // Whether this thread is serving a request that came through a ring.
+  static bool Serving();
 
   // The queue threads stop with the connection; a server that leaves its
   // mount to die with the process lets them run on.

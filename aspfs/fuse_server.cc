@@ -521,6 +521,17 @@ void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_in
   // The kernel asks without writing back its dirty pages (fuse_lseek), and
   // data written through a shared mapping, or not yet written back, would
   // be answered as a hole.
+  if (FuseRing::Serving() && Server(req)->HasWriters(ino)) {
+    // Through io_uring the writeback's writes would queue on this CPU's
+    // ring queue behind requests that wait for them, and a daemon killed
+    // while it waits is stuck for good (docs/decisions.md). lseek(2)
+    // allows the answer without holes: all data up to the end of file.
+    auto st = Fs(req)->GetAttr(ino);
+    if (!st.ok()) return ReplyError(req, st.status());
+    if (off >= st->st_size) return (void)fuse_reply_err(req, ENXIO);
+    if (whence != SEEK_DATA && whence != SEEK_HOLE) return (void)fuse_reply_err(req, EINVAL);
+    return (void)fuse_reply_lseek(req, whence == SEEK_DATA ? off : st->st_size);
+  }
   Server(req)->WriteBackDirtyPages(ino);
   auto pos = Fs(req)->Lseek(ino, off, whence);
   if (!pos.ok()) return ReplyError(req, pos.status());
@@ -707,11 +718,13 @@ void FuseServer::CountWriter(uint64_t ino, int delta) {
   if (count <= 0) writers_.erase(ino);
 }
 
+bool FuseServer::HasWriters(uint64_t ino) {
+  std::lock_guard<std::mutex> lock(writers_mu_);
+  return writers_.count(ino) != 0;
+}
+
 void FuseServer::WriteBackDirtyPages(uint64_t ino) {
-  {
-    std::lock_guard<std::mutex> lock(writers_mu_);
-    if (!writers_.count(ino)) return;
-  }
+  if (!HasWriters(ino)) return;
   // Invalidating the page cache launders dirty pages first: the kernel sends
   // them as FUSE_WRITEs (served by the loop's other threads) and returns
   // once they are answered. Clean pages go too; a reader reads them again.

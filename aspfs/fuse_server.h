@@ -67,6 +67,9 @@ class FuseServer {
   // Open file handles that may write, per inode: while there are any, the
   // kernel's page cache may hold dirty pages of the file we have not seen.
   void CountWriter(uint64_t ino, int delta);
+  // Whether a descriptor that may write has ino open (its pages may be
+  // dirty in the kernel's page cache).
+  bool HasWriters(uint64_t ino);
   // Makes the kernel write back ino's dirty pages, if a writer has it open.
   void WriteBackDirtyPages(uint64_t ino);
   // The kernel left setuid/setgid clearing to us (FUSE_HANDLE_KILLPRIV_V2).

@@ -201,7 +201,7 @@ uint64_t UringCommitId(const void* headers) {
 }
 
 bool ServedAside(uint32_t opcode) {
-  return opcode == FUSE_FSYNC || opcode == FUSE_FSYNCDIR || opcode == FUSE_LSEEK;
+  return opcode == FUSE_FSYNC || opcode == FUSE_FSYNCDIR;
 }
 
 bool ReplyToUring(const struct iovec* iov, int count, void* headers, char* payload, size_t capacity) {

@@ -86,9 +86,8 @@ std::optional<Message> UringRequestToMessage(const void* headers, char* payload,
 uint64_t UringCommitId(const void* headers);
 
 // Whether a ring's queue thread hands the request to a thread of its own:
-// requests that wait on the disk (fsync) or on the kernel's answer to
-// another request (lseek's writeback), which would hold up, or deadlock,
-// every other request of the CPU's queue.
+// requests that wait on the disk (fsync), which would hold up every other
+// request of the CPU's queue.
 bool ServedAside(uint32_t opcode);
 
 // Writes the reply iov (as libfuse writes it: fuse_out_header, then the

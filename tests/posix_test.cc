@@ -1,6 +1,7 @@
 // POSIX behaviour of a mounted volume, checked with real syscalls against
 // what Linux documents (ext4 as the reference).
 #include <dirent.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/falloc.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -200,6 +202,16 @@ TEST_F(PosixTest, SparseFilesAndSeekDataHole) {
   ASSERT_EQ(4, pwrite(fd, "tail", 4, far));
   ASSERT_EQ(0, fsync(fd));
   EXPECT_EQ(far + 4, lseek(fd, 0, SEEK_END));
+  // While a descriptor that may write is open, a mount served through
+  // io_uring answers without holes (all data up to the end, as lseek(2)
+  // allows); through /dev/fuse, exactly. Either way, never a hole over data.
+  off_t writer_data = lseek(fd, 0, SEEK_DATA);
+  EXPECT_TRUE(writer_data == 0 || (writer_data > 1 << 20 && writer_data <= far)) << writer_data;
+  off_t writer_hole = lseek(fd, far, SEEK_HOLE);
+  EXPECT_EQ(far + 4, writer_hole);
+  close(fd);
+  fd = open(P("sparse").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
   char buf[8] = {1, 1, 1, 1, 1, 1, 1, 1};
   ASSERT_EQ(8, pread(fd, buf, 8, 4096));
   EXPECT_EQ(std::string(8, '\0'), std::string(buf, 8));
@@ -222,6 +234,9 @@ TEST_F(PosixTest, SparseFilesAndSeekDataHole) {
   ASSERT_EQ(0, fstat(fd, &st));
   const off_t unit = st.st_blksize;
   ASSERT_EQ(1, pwrite(fd, "u", 1, 2 * unit + 10));
+  close(fd);
+  fd = open(P("units").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
   EXPECT_EQ(2 * unit, lseek(fd, 0, SEEK_DATA));
   EXPECT_EQ(0, lseek(fd, 0, SEEK_HOLE));
   EXPECT_EQ(2 * unit + 11, lseek(fd, 2 * unit, SEEK_HOLE));
@@ -761,6 +776,71 @@ int CountMounts(const std::string& dir) {
 }
 
 bool IsMounted(const std::string& dir) { return CountMounts(dir) > 0; }
+
+// Found by helpers with FUSE over io_uring: an lseek of a file with dirty
+// pages of a shared mapping made the daemon have the kernel write them back
+// while the lseek was served (OpLseek), and those writes went to the ring
+// queue of the CPU the writeback ran on. lseeks held every entry of their
+// CPU's queue, the writes found none, and every process on the file hung,
+// the daemon too, past kill -9. A mapped writer and many more lseeks than a
+// queue starts with entries, all on one CPU, in a child process whose exit
+// is waited for (bounded).
+TEST(DaemonTest, ManyLseeksOfAMappedFileOnOneCpuFinish) {
+  TempDir tmp;
+  Daemon daemon(tmp.path());
+  daemon.Start();
+  std::string file = daemon.CreateAndMount("seek") + "/mapped";
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    sched_setaffinity(0, sizeof one, &one);  // threads started after inherit it
+    const size_t size = 4 << 20;
+    int fd = open(file.c_str(), O_CREAT | O_RDWR, 0644);
+    if (fd < 0 || ftruncate(fd, size) != 0) _exit(2);
+    char* map = static_cast<char*>(mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+    if (map == MAP_FAILED) _exit(3);
+    std::atomic<bool> done{false};
+    std::thread writer([&] {
+      for (uint64_t x = 1; !done; x = x * 6364136223846793005u + 1442695040888963407u) map[(x >> 33) % size] = 'w';
+    });
+    std::atomic<int> failures{0};
+    std::vector<std::thread> seekers;
+    for (int i = 0; i < 12; ++i) {
+      seekers.emplace_back([&, i] {
+        int own = open(file.c_str(), O_RDONLY);
+        for (int n = 0; own >= 0 && n < 40; ++n) {
+          off_t at = (static_cast<off_t>(n) * 7919 * 4096 + i * 4096) % static_cast<off_t>(size);
+          if (lseek(own, at, n % 2 ? SEEK_HOLE : SEEK_DATA) < 0 && errno != ENXIO) ++failures;
+        }
+        if (own < 0) ++failures;
+        close(own);
+      });
+    }
+    for (auto& t : seekers) t.join();
+    done = true;
+    writer.join();
+    munmap(map, size);
+    close(fd);
+    _exit(failures == 0 ? 0 : 1);
+  }
+  int status = 0;
+  bool exited = false;
+  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+       !exited && std::chrono::steady_clock::now() < deadline;) {
+    exited = waitpid(child, &status, WNOHANG) == child;
+    if (!exited) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (!exited) {
+    daemon.Kill9();  // the requests still waiting fail, and the child ends
+    waitpid(child, &status, 0);
+    FAIL() << "lseeks of a mapped file on one CPU did not finish in 2 minutes";
+  }
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(0, daemon.Stop());
+}
 
 // The errno of a request to a mount whose daemon has exited: ENOTCONN, or
 // in the milliseconds the kernel takes to tear down the daemon's io_uring
