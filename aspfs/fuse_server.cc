@@ -688,6 +688,13 @@ Status FuseServer::Stop(bool lazy) {
     if (errno == EBUSY) return Error(Code::kBusy, dir_ + " is busy");
     return Error(Code::kIo, "unmount " + dir_ + ": " + strerror(errno));
   }
+  // Not mounted there any more: umount -l outside the daemon, with files
+  // still open on the detached mount (its loop runs until they close).
+  // Waiting here would hold up whoever stops us (the control socket,
+  // SIGTERM) for as long as they stay open.
+  if (rc != 0 && !lazy && !WaitEnded(std::chrono::seconds(1))) {
+    return Error(Code::kBusy, dir_ + " was unmounted outside aspfs but its files are still in use");
+  }
   if (lazy) {
     // A detached mount may still be in use; its loop ends when the
     // connection closes: its last user gone, or the daemon's exit.

@@ -939,11 +939,27 @@ TEST(DaemonTest, AVolumeUnmountedOutsideTheDaemonCanBeMountedAgain) {
   EXPECT_NE(std::string::npos, busy.err.find("still in use")) << busy.err;
   char c;
   EXPECT_EQ(1, pread(fd, &c, 1, 0));  // the detached mount still serves its user
+  // Nor does `aspfs umount` wait for its files (a helper saw it, the
+  // control socket and SIGTERM wait until its writer was killed): it says
+  // so, and the daemon answers on.
+  auto umount = daemon.Cli({"umount", mnt});
+  EXPECT_NE(0, umount.exit_code);
+  EXPECT_NE(std::string::npos, umount.err.find("still in use")) << umount.err;
+  EXPECT_EQ(0, daemon.Cli({"status"}).exit_code);
+  EXPECT_EQ(1, pread(fd, &c, 1, 0));
   close(fd);
   again = daemon.Cli({"mount", "outside", mnt});
   ASSERT_EQ(0, again.exit_code) << again.err;
   EXPECT_EQ(data, ReadFile(mnt + "/unsynced"));
+
+  // SIGTERM with a lazily detached mount in use stops the daemon; the
+  // mount's user then gets errors.
+  fd = open((mnt + "/unsynced").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(0, umount2(mnt.c_str(), MNT_DETACH));
   EXPECT_EQ(0, daemon.Stop());
+  EXPECT_EQ(-1, fsync(fd));  // reads may come from the page cache; an fsync needs the daemon
+  close(fd);
 }
 
 // Whether this kernel offers FUSE over io_uring (Linux 6.14+ with the fuse
