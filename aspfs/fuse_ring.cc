@@ -214,7 +214,7 @@ void Dispatch(FuseRing::Queue* q, Entry* e) {
   }
   e->unique = message->unique;
   e->commit_id = message->commit_id;
-  if (fuse_wire::ServedAside(message->opcode)) {
+  if (fuse_wire::ServedAside(*message)) {
     ++q->aside;
     // The queue keeps an entry that no request served aside holds, for the
     // requests that do not wait (as /dev/fuse's loop starts threads).
@@ -225,6 +225,11 @@ void Dispatch(FuseRing::Queue* q, Entry* e) {
       }
     }
     std::thread([q, e, m = *message] {
+      // Free to run on any CPU (a thread starts with its creator's affinity).
+      cpu_set_t any;
+      CPU_ZERO(&any);
+      for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) CPU_SET(cpu, &any);
+      sched_setaffinity(0, sizeof any, &any);
       ServeEntry(q, e, m);
       {
         std::lock_guard<std::mutex> lock(q->done_mu);

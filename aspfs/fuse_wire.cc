@@ -18,6 +18,7 @@ struct UringEntInOut {                                      // struct fuse_uring
   uint64_t reserved;
 };
 static_assert(sizeof(UringEntInOut) == 32);
+constexpr uint32_t kReadServedAside = 128 << 10;
 static_assert(kUringEntInOutOffset + sizeof(UringEntInOut) == kUringHeaderAreaSize);
 static_assert(sizeof(fuse_in_header) + sizeof(fuse_setattr_in) <= kUringMessageRoom);
 
@@ -200,8 +201,11 @@ uint64_t UringCommitId(const void* headers) {
   return ent.commit_id;
 }
 
-bool ServedAside(uint32_t opcode) {
-  return opcode == FUSE_FSYNC || opcode == FUSE_FSYNCDIR;
+bool ServedAside(const Message& message) {
+  if (message.opcode == FUSE_FSYNC || message.opcode == FUSE_FSYNCDIR) return true;
+  if (message.opcode != FUSE_READ) return false;
+  fuse_read_in in;
+  return ReadArg(message.data, message.len, &in) && in.size >= kReadServedAside;
 }
 
 bool ReplyToUring(const struct iovec* iov, int count, void* headers, char* payload, size_t capacity) {

@@ -85,10 +85,13 @@ std::optional<Message> UringRequestToMessage(const void* headers, char* payload,
 // The commit id of the request in a ring entry's header area.
 uint64_t UringCommitId(const void* headers);
 
-// Whether a ring's queue thread hands the request to a thread of its own:
-// requests that wait on the disk (fsync), which would hold up every other
-// request of the CPU's queue.
-bool ServedAside(uint32_t opcode);
+// Whether a ring's queue thread hands the request (a message made by
+// UringRequestToMessage) to a thread of its own: requests that wait on the
+// disk (fsync), which would hold up every other request of the CPU's
+// queue, and large reads, whose decompression may then run on another CPU
+// while the reader's CPU goes on (a cold sequential read's readahead all
+// comes to the reader's CPU's queue).
+bool ServedAside(const Message& message);
 
 // Writes the reply iov (as libfuse writes it: fuse_out_header, then the
 // reply's arguments) into a ring entry: header into in_out, arguments into
