@@ -67,10 +67,8 @@ std::vector<int> ReadCpuList(const char* path) {
 }  // namespace
 
 struct Entry {
-  FuseRing::Queue* queue = nullptr;
-  int qid = 0;  // the kernel's queue it belongs to
-  char* mapping = nullptr;  // headers at the start, payload one page on
-  char* headers = nullptr;
+  int qid = 0;               // the kernel's queue it belongs to
+  char* headers = nullptr;   // the start of its mapping; the payload one page on
   char* payload = nullptr;
   struct iovec iov[2];
   uint64_t unique = 0;
@@ -103,7 +101,7 @@ struct FuseRing::Queue {
     if (ring_ready) io_uring_queue_exit(&ring);
     if (event_fd >= 0) close(event_fd);
     for (auto& e : entries) {
-      if (e->mapping) munmap(e->mapping, kPage + kPayloadCapacity);
+      munmap(e->headers, kPage + kPayloadCapacity);
     }
   }
 };
@@ -117,11 +115,9 @@ Entry* NewEntry(FuseRing::Queue* q, int qid) {
   void* mapping = mmap(nullptr, kPage + kPayloadCapacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mapping == MAP_FAILED) return nullptr;
   auto e = std::make_unique<Entry>();
-  e->queue = q;
   e->qid = qid;
-  e->mapping = static_cast<char*>(mapping);
-  e->headers = e->mapping;
-  e->payload = e->mapping + kPage;  // with the room for a message's header and argument before it
+  e->headers = static_cast<char*>(mapping);
+  e->payload = e->headers + kPage;  // with the room for a message's header and argument before it
   static_assert(fuse_wire::kUringHeaderAreaSize + fuse_wire::kUringMessageRoom <= kPage);
   e->iov[0] = {e->headers, fuse_wire::kUringHeaderAreaSize};
   e->iov[1] = {e->payload, kPayloadCapacity};
@@ -286,10 +282,8 @@ void RunQueue(FuseRing::Queue* q, std::promise<bool> set_up) {
     return;
   }
   q->ring_ready = true;
-  std::vector<Entry*> initial;
-  for (auto& e : q->entries) initial.push_back(e.get());
-  for (Entry* e : initial) {
-    Register(q, e);
+  for (auto& e : q->entries) {
+    Register(q, e.get());
     io_uring_submit(&q->ring);  // the ring has room for a few at a time
   }
   ArmEvent(q);
